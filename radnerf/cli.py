@@ -1,0 +1,187 @@
+"""``radnerf <stage> key=value ...``: compose the Hydra config, call the stage.
+
+Every stage is a plain function ``stage(cfg) -> result`` living in the library;
+this module only parses the command line, composes the config, sets up
+logging and turns :class:`~radnerf.errors.RadNerfError` into one line on stderr
+and a non-zero exit. Heavy imports happen inside the commands, so
+``radnerf --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+from radnerf import __version__
+from radnerf.errors import RadNerfError
+
+log = logging.getLogger("radnerf")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage the CLI can run."""
+
+    target: str
+    """``module:function`` taking a RadNerfConfig."""
+    help: str
+    example: str
+
+
+STAGES: dict[str, Stage] = {
+    "ingest": Stage(
+        "radnerf.preprocess.ingest:ingest",
+        "decode a video into 25 fps frames and aligned 16 kHz mono audio",
+        "radnerf ingest person=alice video=alice.mp4 [audio=speech.wav] [ingest.size=512]",
+    ),
+    "demo": Stage(
+        "flows.demo:demo",
+        "build the embedded sample clip (or take video=PATH) and run the pipeline as far as it exists",
+        "radnerf demo preset=cpu_tiny",
+    ),
+}
+
+
+def _resolve(target: str) -> Callable:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Concise logs on stderr: ``radnerf: message``; library chatter kept at warnings."""
+    level = logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname).1s %(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("radnerf").setLevel(level)
+    logging.getLogger("flows").setLevel(level)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="radnerf",
+        description="RAD-NeRF audio-driven talking portraits. Each command takes Hydra overrides key=value "
+        "(see `radnerf config` for every key).",
+    )
+    p.add_argument("--version", action="version", version=f"radnerf {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="<command>")
+    for name, st in STAGES.items():
+        sp = sub.add_parser(name, help=st.help, description=f"{st.help}.\n\nexample: {st.example}",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.add_argument("overrides", nargs="*", metavar="key=value", help="Hydra overrides")
+        sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    cp = sub.add_parser("config", help="print the composed config for the given overrides and exit")
+    cp.add_argument("overrides", nargs="*", metavar="key=value")
+    wp = sub.add_parser("weights", help="list, fetch, import or verify external model files")
+    wsub = wp.add_subparsers(dest="action", metavar="<action>")
+    wl = wsub.add_parser("list", help="which models are present, where, and what needs them")
+    wl.add_argument("overrides", nargs="*", metavar="key=value")
+    wf = wsub.add_parser("fetch", help="download models (needs internet)")
+    wf.add_argument("names", nargs="+", help="model names, or 'all'")
+    wi = wsub.add_parser("import", help="copy a model file obtained elsewhere into the cache and verify it")
+    wi.add_argument("path")
+    wi.add_argument("--name", help="registry name (inferred from the file name when possible)")
+    wv = wsub.add_parser("verify", help="check the present models against their known hashes")
+    wv.add_argument("names", nargs="*")
+    return p
+
+
+def _check_overrides(overrides: Sequence[str]) -> None:
+    for ov in overrides:
+        if "=" not in ov:
+            raise RadNerfError(
+                f"'{ov}' is not an override", hint="write key=value, e.g. person=alice video=clip.mp4"
+            )
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from radnerf import weights
+    from radnerf.config import load_config
+
+    if args.action in (None, "list"):
+        cfg = load_config(getattr(args, "overrides", []) or [])
+        rows = weights.status(cfg.paths.weights)
+        width = max(len(r["name"]) for r in rows)
+        print(f"{'model':<{width}}  {'status':<8} {'size':>9}  path / used by / offline alternative")
+        for r in rows:
+            size = f"{r['size_mb']} MB" if r["size_mb"] is not None else "-"
+            state = "present" if r["present"] else "missing"
+            print(f"{r['name']:<{width}}  {state:<8} {size:>9}  {r['path']}")
+            print(f"{'':<{width}}  {'':<8} {'':>9}  needed by {r['used_by']}; avoid with {r['offline']}")
+        return 0
+    if args.action == "fetch":
+        names = list(weights.REGISTRY) if args.names == ["all"] else args.names
+        failed = 0
+        for name in names:
+            try:
+                path = weights.fetch(name)
+                print(f"fetched {name} -> {path}")
+            except RadNerfError as e:
+                failed += 1
+                print(f"radnerf: error: {e.message}", file=sys.stderr)
+                if e.hint:
+                    print(f"  hint: {e.hint}", file=sys.stderr)
+        return 2 if failed else 0
+    if args.action == "import":
+        name, dest = weights.import_file(args.path, args.name)
+        ok = weights.verify(name, dest)
+        state = "verified" if ok else "copied (no known hash to verify against)"
+        print(f"imported {name} -> {dest} [{state}]")
+        return 0
+    if args.action == "verify":
+        bad = 0
+        for name in args.names or list(weights.REGISTRY):
+            p = weights.local_path(name)
+            if p is None:
+                print(f"{name}: missing")
+                continue
+            ok = weights.verify(name, p)
+            bad += ok is False
+            print(f"{name}: {'ok' if ok else 'MISMATCH' if ok is False else 'present (no known hash)'}  {p}")
+        return 1 if bad else 0
+    raise AssertionError(args.action)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    setup_logging(getattr(args, "verbose", False))
+    try:
+        if args.command == "weights":
+            return _weights(args)
+        _check_overrides(args.overrides)
+        from radnerf.config import load_config
+
+        cfg = load_config(args.overrides)
+        if args.command == "config":
+            from omegaconf import OmegaConf
+
+            print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
+            return 0
+        result = _resolve(STAGES[args.command].target)(cfg)
+        summary = getattr(result, "summary", None)
+        if callable(summary):
+            print(summary())
+        return 0
+    except RadNerfError as e:
+        print(f"radnerf {args.command}: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"radnerf {args.command}: interrupted; finished stages are kept, the interrupted one left nothing behind",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""Typed configuration: one dataclass per component, registered with Hydra.
+
+The YAML files in ``conf/`` pick values; these dataclasses are their schema,
+so Hydra rejects an unknown key or a value of the wrong type with a message
+that names it. Each field carries a one-line docstring (the string literal
+under it) that ``radnerf <stage> --help`` and the README quote.
+
+Groups (``conf/<group>/<option>.yaml``): paths, ingest, preprocess, model,
+train, eval, render, mlflow, demo, preset. A preset (``preset=cpu_tiny`` or
+``preset=paper``) overrides values across groups at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import MISSING  # noqa: F401  (re-exported for stage configs)
+
+
+def check_choice(key: str, value: Any, options: tuple[str, ...]) -> None:
+    """Raise :class:`~radnerf.errors.ConfigError` unless ``value`` is one of ``options``."""
+    if value not in options:
+        from radnerf.errors import ConfigError
+
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(options)}")
+
+
+@dataclass
+class PathsConfig:
+    """Where inputs and outputs live."""
+
+    artifacts: str = "artifacts"
+    """Root of per-person outputs: ``<artifacts>/<person>/...``."""
+    data: str = "data"
+    """Raw inputs (videos, audio) tracked by DVC through ``data.dvc``."""
+    weights: Optional[str] = None
+    """Cache of external model files; default ``$RADNERF_WEIGHTS`` or ``~/.cache/radnerf``."""
+
+
+@dataclass
+class IngestConfig:
+    """Video ingestion: frames at a fixed rate plus aligned 16 kHz mono audio."""
+
+    fps: int = 25
+    """Output frame rate; RAD-NeRF's audio windows assume 25 (two 50 Hz features a frame)."""
+    sample_rate: int = 16000
+    """Output audio sample rate in Hz (the ASR feature extractors expect 16 kHz)."""
+    crop: str = "none"
+    """'none', 'center' (largest centred square) or 'x,y,w,h' in source pixels."""
+    size: Optional[int] = None
+    """Resize so the longer side has this many pixels (even); null keeps the source size."""
+    start: float = 0.0
+    """Seconds to skip at the start of the source."""
+    max_duration: Optional[float] = None
+    """Keep at most this many seconds; null keeps everything."""
+    min_duration: float = 1.0
+    """Refuse clips shorter than this many seconds."""
+    recommended_duration: float = 60.0
+    """Warn below this many seconds: RAD-NeRF learns a person from 3-5 minutes."""
+    jpeg_quality: int = 2
+    """ffmpeg ``-q:v`` for the frames: 1 (best) to 31."""
+    max_decode_loss: float = 0.02
+    """Share of expected frames that may fail to decode before the stream counts as corrupt."""
+
+
+@dataclass
+class PreprocessConfig:
+    """Backends of the per-frame preprocessing models."""
+
+    landmarks: str = "dlib"
+    """68-point landmark backend: 'fan' (face-alignment, weights needed), 'dlib' (offline) or 'mediapipe'."""
+    parsing: str = "offline"
+    """Semantic parsing backend: 'bisenet' (facexlib, weights needed) or 'offline'."""
+    device: str = "auto"
+    """Torch device for the neural backends: 'auto', 'cpu' or 'cuda'."""
+
+    def __post_init__(self) -> None:
+        check_choice("preprocess.landmarks", self.landmarks, ("fan", "dlib", "mediapipe"))
+        check_choice("preprocess.parsing", self.parsing, ("bisenet", "offline"))
+        check_choice("preprocess.device", self.device, ("auto", "cpu", "cuda"))
+
+
+@dataclass
+class GridConfig:
+    """A multiresolution hash grid (tiny-cuda-nn semantics)."""
+
+    num_levels: int = 16
+    """Number of resolution levels."""
+    level_dim: int = 2
+    """Features per level."""
+    base_resolution: int = 16
+    """Resolution of the coarsest level."""
+    desired_resolution: int = 2048
+    """Resolution of the finest level (multiplied by the bound for the spatial grid)."""
+    log2_hashmap_size: int = 16
+    """log2 of the table size per level; levels that fit are stored densely."""
+
+
+@dataclass
+class ModelConfig:
+    """Head and torso networks (paper, Appendix A.2)."""
+
+    encoding: str = "auto"
+    """Grid backend: 'tcnn' (tiny-cuda-nn, CUDA), 'torch' (ours) or 'auto' (tcnn if it imports with CUDA)."""
+    bound: float = 1.0
+    """Half side of the head's bounding cube in the normalised space."""
+    spatial_grid: GridConfig = field(default_factory=GridConfig)
+    """3D spatial hash grid."""
+    audio_grid: GridConfig = field(default_factory=GridConfig)
+    """2D grid addressed by the learned audio coordinate."""
+    torso_grid: GridConfig = field(default_factory=GridConfig)
+    """2D grid of the pseudo-3D deformable torso."""
+    audio_dim: int = 64
+    """Dimension of the audio condition code."""
+    audio_window: int = 16
+    """Feature frames in the audio window of one video frame."""
+    attention_window: int = 8
+    """Video frames smoothed by the audio attention module."""
+    ambient_dim: int = 2
+    """Dimension of the learned audio coordinate (the paper's 2D)."""
+    hidden_dim: int = 64
+    """Width of the audio, density and colour MLPs."""
+    density_layers: int = 3
+    """Layers of the density MLP."""
+    color_layers: int = 2
+    """Layers of the colour MLP."""
+    eye_feature: bool = True
+    """Condition on the 1-D eye-area ratio for blink control."""
+
+    def __post_init__(self) -> None:
+        check_choice("model.encoding", self.encoding, ("auto", "tcnn", "torch"))
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of the head, the lips and the torso (paper, Section 4.1)."""
+
+    head_iters: int = 200000
+    """Steps of head training."""
+    lips_iters: int = 50000
+    """Steps of lip fine-tuning with LPIPS on lip patches."""
+    torso_iters: int = 200000
+    """Steps of torso training."""
+    num_rays: int = 65536
+    """Rays per step."""
+    lr_grid: float = 1e-2
+    """Initial learning rate of the feature grids."""
+    lr_net: float = 5e-4
+    """Initial learning rate of the MLPs."""
+    lr_final_ratio: float = 0.1
+    """Final learning rate as a fraction of the initial one (exponential decay)."""
+    ema_decay: float = 0.95
+    """Exponential moving average of the weights."""
+    lambda_lpips: float = 0.01
+    """Weight of the LPIPS loss during lip fine-tuning."""
+    device: str = "auto"
+    """'auto', 'cpu' or 'cuda'."""
+
+    def __post_init__(self) -> None:
+        check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation metrics (paper, Section 4)."""
+
+    metrics: List[str] = field(default_factory=lambda: ["psnr", "lpips", "lmd", "sync"])
+    """Metrics to compute on the validation split."""
+    lpips_net: str = "alex"
+    """LPIPS backbone."""
+
+
+@dataclass
+class RenderConfig:
+    """Ray marching and volume rendering."""
+
+    max_steps: int = 16
+    """Samples per ray in occupied space (the paper's ablation: 8 / 16 / 32)."""
+    grid_size: int = 128
+    """Side of the maximum occupancy grid."""
+    density_thresh: float = 10.0
+    """Occupancy threshold on density."""
+    min_transmittance: float = 1e-4
+    """Stop marching a ray when its transmittance falls below this."""
+    fps: int = 25
+    """Frame rate of rendered videos."""
+
+
+@dataclass
+class MlflowConfig:
+    """Experiment tracking."""
+
+    tracking_uri: Optional[str] = None
+    """MLflow store; null means ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlflow.db`` here."""
+    experiment: str = "radnerf"
+    """Experiment name runs are filed under."""
+    enabled: bool = True
+    """Log runs at all."""
+
+
+@dataclass
+class DemoConfig:
+    """The embedded sample the demo builds when no video is given."""
+
+    size: int = 256
+    """Side in pixels of the generated clip."""
+    text: str = (
+        "Hello. This is the radnerf demo. A portrait speaks these words, "
+        "so every stage of the pipeline has a face and a voice to work on."
+    )
+    """What the generated speaker says (English, espeak-ng)."""
+    seed: int = 0
+    """Seed of the head motion and blinks."""
+
+
+@dataclass
+class RadNerfConfig:
+    """Root config: what every stage receives."""
+
+    person: Optional[str] = None
+    """Name of the person; outputs go to ``<paths.artifacts>/<person>/``."""
+    video: Optional[str] = None
+    """Source video of the person (any container ffmpeg reads)."""
+    audio: Optional[str] = None
+    """Separate audio file, for a video without an audio track (or to replace it)."""
+    overwrite: bool = False
+    """Replace a person's outputs made from a different source."""
+    seed: int = 0
+    """Global random seed."""
+    preset: str = "default"
+    """Name of the preset that was applied (set by ``conf/preset/*.yaml``)."""
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+
+_GROUPS: dict[str, type] = {
+    "paths": PathsConfig,
+    "ingest": IngestConfig,
+    "preprocess": PreprocessConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "render": RenderConfig,
+    "mlflow": MlflowConfig,
+    "demo": DemoConfig,
+}
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (idempotent).
+
+    ``conf/config.yaml`` lists ``radnerf_schema`` first in its defaults, and each
+    group's YAML lists ``<group>_schema``, so composition validates against them.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="radnerf_schema", node=RadNerfConfig)
+    for group, schema in _GROUPS.items():
+        cs.store(group=group, name=f"{group}_schema", node=schema)
+
+
+def to_container(cfg: Any) -> dict:
+    """A plain, resolved ``dict`` of a config (for Prefect parameters and MLflow)."""
+    import dataclasses
+
+    from omegaconf import OmegaConf
+
+    if dataclasses.is_dataclass(cfg):
+        return dataclasses.asdict(cfg)
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``, as MLflow params want them."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def conf_dir() -> "Path":
+    """The ``conf/`` folder: ``$RADNERF_CONF_DIR``, else the one beside the package."""
+    import os
+    from pathlib import Path
+
+    from radnerf.errors import ConfigError
+
+    env = os.environ.get("RADNERF_CONF_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[1] / "conf")
+    for c in candidates:
+        if (c / "config.yaml").is_file():
+            return c
+    raise ConfigError(
+        f"no conf/config.yaml found (looked in {', '.join(str(c) for c in candidates)})",
+        hint="run from a clone installed with `pip install -e .`, or set RADNERF_CONF_DIR",
+    )
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    keys: list[str] = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            full = f"{prefix}{k}"
+            keys.append(full)
+            keys.extend(_all_keys(node._get_node(k), full + "."))
+    return keys
+
+
+def _explain(exc: BaseException, overrides: list[str]) -> str:
+    """One readable sentence for a Hydra/OmegaConf composition failure."""
+    import difflib
+    import re
+
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None:
+        text += "\n" + str(cause)
+    key = None
+    m = re.search(r"full_key: (\S+)", text)
+    if m:
+        key = m.group(1)
+    if "not in struct" in text or re.search(r"Key '[^']+' not in '", text) or "Could not override" in text:
+        m2 = re.search(r"Could not override '([^']+)'", text)
+        bad = key or (m2.group(1) if m2 else None)
+        if bad is None:
+            m3 = re.search(r"Key '([^']+)'", text)
+            bad = m3.group(1) if m3 else "?"
+        from omegaconf import OmegaConf
+
+        known = _all_keys(OmegaConf.structured(RadNerfConfig))
+        close = difflib.get_close_matches(bad, known, n=1, cutoff=0.6)
+        suggestion = f"; did you mean '{close[0]}'?" if close else ""
+        return f"unknown config key '{bad}'{suggestion}"
+    m = re.search(r"Value '([^']*)' of type '[^']+' could not be converted to (\w+)", text) or re.search(
+        r"Value '([^']*)' is not a valid (\w+)", text
+    )
+    if m or "ValidationError" in type(exc).__name__ or "Error merging override" in text:
+        where = f" for '{key}'" if key else ""
+        if m:
+            return f"bad value{where}: '{m.group(1)}' is not a valid {m.group(2).lower()}"
+        return f"bad value{where}: {text.strip().splitlines()[-1].strip()}"
+    m = re.search(r"Could not find '([^']+)'", text)
+    if m:
+        group = m.group(1).split("/")[0]
+        opts = re.findall(r"^\s+(\S+)$", text, flags=re.M)
+        avail = f" (available: {', '.join(opts)})" if opts else ""
+        return f"no option '{m.group(1)}' in config group '{group}'{avail}"
+    if "mismatched input" in text or "no viable alternative" in text or "extraneous input" in text:
+        return f"cannot parse overrides {overrides}: {text.strip().splitlines()[0]}"
+    return text.strip().splitlines()[0]
+
+
+def load_config(overrides: list[str] | tuple[str, ...] = ()) -> RadNerfConfig:
+    """Compose ``conf/config.yaml`` with Hydra overrides into a typed :class:`RadNerfConfig`.
+
+    Raises:
+        ConfigError: an unknown key, a value of the wrong type, a missing group
+            option or an unparsable override, with a one-line explanation.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from radnerf.errors import ConfigError
+
+    register_configs()
+    overrides = list(overrides)
+    for ov in overrides:
+        if ov.startswith("+") or ov.startswith("~"):
+            raise ConfigError(
+                f"override {ov!r} adds or deletes a key; radnerf's config has a fixed schema",
+                hint="set an existing key with key=value; `radnerf config` lists them",
+            )
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3", job_name="radnerf"):
+            cfg = compose(config_name="config", overrides=overrides)
+        obj = OmegaConf.to_object(cfg)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise ConfigError(_explain(e, overrides), hint="`radnerf config` prints every key and its value") from None
+    assert isinstance(obj, RadNerfConfig)
+    return obj
+
+
+def config_from_dict(data: dict) -> RadNerfConfig:
+    """Rebuild a typed config from :func:`to_container`'s plain dict (Prefect tasks get dicts)."""
+    from omegaconf import OmegaConf
+
+    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RadNerfConfig), data))
+    assert isinstance(obj, RadNerfConfig)
+    return obj

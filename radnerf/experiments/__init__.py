@@ -1,0 +1,1 @@
+"""MLflow: where runs go, and what a pipeline run records."""

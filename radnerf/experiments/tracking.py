@@ -1,0 +1,94 @@
+"""MLflow runs for a person's pipeline: a parent run, one nested run per stage.
+
+The store is ``mlflow.tracking_uri`` from the config, else
+``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working
+directory (``mlflow ui --backend-store-uri sqlite:///mlflow.db`` shows it).
+MLflow records; it never decides whether a stage runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from radnerf.config import RadNerfConfig, flatten, to_container
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def tracking_uri(cfg: RadNerfConfig) -> str:
+    """The MLflow store this config points at."""
+    return cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def stage_metrics(result: Any) -> dict[str, float]:
+    """The numeric fields of a stage's result dataclass, as MLflow metrics."""
+    data = asdict(result) if is_dataclass(result) else dict(result or {})
+    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class PipelineRun:
+    """A parent MLflow run; :meth:`log_stage` adds a nested run per finished stage."""
+
+    def __init__(self, client: Any, run_id: str, experiment_id: str):
+        self.client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+
+    def log_stage(self, stage: str, result: Any, seconds: float, artifacts: Optional[list[Path]] = None) -> None:
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+        child = self.client.create_run(
+            self.experiment_id, tags={MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: stage}
+        )
+        metrics = {**stage_metrics(result), "seconds": seconds}
+        for key, value in metrics.items():
+            self.client.log_metric(child.info.run_id, key, value)
+        for path in artifacts or []:
+            if Path(path).is_file():
+                self.client.log_artifact(child.info.run_id, str(path))
+        self.client.set_terminated(child.info.run_id)
+        self.client.log_metric(self.run_id, f"{stage}.seconds", seconds)
+
+
+@contextlib.contextmanager
+def pipeline_run(cfg: RadNerfConfig, name: str) -> Iterator[Optional[PipelineRun]]:
+    """Open a parent run named ``name`` with the flattened config as params.
+
+    Yields None when ``mlflow.enabled`` is false. The run ends FAILED if the
+    body raises, so failed attempts stay visible in the UI.
+    """
+    if not cfg.mlflow.enabled:
+        yield None
+        return
+    from mlflow.tracking import MlflowClient
+
+    # mlflow logs its own table migrations at INFO on a fresh store (and sets
+    # its logger's level on import): keep the console for what radnerf does.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    uri = tracking_uri(cfg)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    experiment_id = exp.experiment_id if exp else client.create_experiment(cfg.mlflow.experiment)
+    run = client.create_run(experiment_id, run_name=name, tags={"person": cfg.person or "", "preset": cfg.preset})
+    params = flatten(to_container(cfg))
+    from mlflow.entities import Param
+
+    batch = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(batch), 100):
+        client.log_batch(run.info.run_id, params=batch[i : i + 100])
+    status = "FAILED"
+    try:
+        yield PipelineRun(client, run.info.run_id, experiment_id)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run.info.run_id, status=status)
+        log.info("MLflow run %s (%s) in %s", run.info.run_id[:8], status.lower(), uri)

@@ -1,0 +1,81 @@
+"""The one place that knows where a person's files live.
+
+Everything for person ``P`` lives under ``<artifacts>/P/`` with RAD-NeRF's
+on-disk names, so a dataset processed by RAD-NeRF or ER-NeRF loads as it is
+and ours can be read by their tools::
+
+    artifacts/P/
+      ori_imgs/0.jpg 1.jpg ...  frames at 25 fps, unpadded as RAD-NeRF names them
+      aud.wav                   16 kHz mono audio aligned to the frames
+      manifests/<stage>.json    what each finished stage consumed and wrote
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from radnerf.errors import ConfigError
+
+_PERSON_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+def validate_person(name: object) -> str:
+    """Return ``name`` if it is a safe folder name, else raise :class:`ConfigError`.
+
+    A person name becomes a folder, an MLflow run name and a Prefect parameter,
+    so it may hold only letters, digits, ``_``, ``-`` and ``.`` (not first),
+    at most 64 characters, and never ``..``.
+    """
+    if name is None or name == "":
+        raise ConfigError("no person given", hint="add person=NAME, for example person=alice")
+    if not isinstance(name, str):
+        raise ConfigError(f"person must be a name, got {name!r}", hint="add person=NAME")
+    if "/" in name or "\\" in name or ".." in name or not _PERSON_RE.match(name):
+        raise ConfigError(
+            f"invalid person name {name!r}",
+            hint="use 1-64 letters, digits, '_', '-' or '.', not starting with '.' "
+            "and without path separators or '..'",
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class PersonPaths:
+    """Paths of one person's artifacts (RAD-NeRF names where they exist)."""
+
+    root: Path
+
+    @classmethod
+    def for_person(cls, artifacts: str | Path, person: str) -> "PersonPaths":
+        return cls(Path(artifacts) / validate_person(person))
+
+    # -- ingest ---------------------------------------------------------------
+    @property
+    def ori_imgs(self) -> Path:
+        return self.root / "ori_imgs"
+
+    @property
+    def audio_wav(self) -> Path:
+        return self.root / "aud.wav"
+
+    def frame(self, index: int) -> Path:
+        """Path of frame ``index``; unpadded, as RAD-NeRF's loaders expect."""
+        return self.ori_imgs / f"{index}.jpg"
+
+    # -- bookkeeping ----------------------------------------------------------
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    def manifest(self, stage: str) -> Path:
+        return self.manifests / f"{stage}.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def staging(self) -> Path:
+        return self.root / ".staging"

@@ -1,0 +1,1 @@
+"""Per-person preprocessing stages: ingest, landmarks, parsing, background, torso, tracking."""

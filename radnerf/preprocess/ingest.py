@@ -1,0 +1,306 @@
+"""Video ingestion: any container ffmpeg reads -> frames at 25 fps + aligned 16 kHz audio.
+
+Outputs under ``<artifacts>/<person>/`` (RAD-NeRF names)::
+
+    ori_imgs/<i>.jpg         i = 0 .. N-1, frame i shows the source at t0 + i / fps
+    aud.wav                  16 kHz mono PCM, sample j at t0 + j / 16000, N / fps seconds long
+    manifests/ingest.json    source hash, sizes, counts, durations, tool versions
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+from radnerf import __version__
+from radnerf.config import IngestConfig, RadNerfConfig
+from radnerf.errors import ConfigError, InputError, StageOutputExistsError
+from radnerf.media import (
+    align_audio,
+    extract_frames,
+    ffmpeg_version,
+    load_audio,
+    probe,
+    write_wav,
+)
+from radnerf.media.probe import MediaInfo
+from radnerf.paths import PersonPaths, validate_person
+from radnerf.stage_io import (
+    StageWriter,
+    foreign_outputs,
+    person_lock,
+    read_manifest,
+    sha256_file,
+    sha256_json,
+)
+
+log = logging.getLogger(__name__)
+
+STAGE = "ingest"
+OUTPUTS = ("ori_imgs", "aud.wav")
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What :func:`ingest` produced (or found already done)."""
+
+    root: Path
+    frames: int
+    width: int
+    height: int
+    fps: int
+    duration: float
+    skipped: bool
+    manifest: Path
+
+    def summary(self) -> str:
+        verb = "already ingested" if self.skipped else "ingested"
+        return (
+            f"{verb}: {self.frames} frames {self.width}x{self.height} at {self.fps} fps "
+            f"({self.duration:.2f} s) and aud.wav in {self.root}"
+        )
+
+
+def _parse_crop(crop: str) -> Optional[str]:
+    """The ffmpeg crop filter for ``IngestConfig.crop``, or None for no crop."""
+    value = crop.strip().lower()
+    if value in ("", "none"):
+        return None
+    if value == "center":
+        # Expressions, so a rotated phone video is cropped after ffmpeg's autorotate.
+        return "crop='2*trunc(min(iw,ih)/2)':'2*trunc(min(iw,ih)/2)'"
+    m = re.fullmatch(r"\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*", value)
+    if not m:
+        raise ConfigError(
+            f"ingest.crop={crop!r} is not understood",
+            hint="use 'none', 'center' or 'x,y,w,h' in source pixels, e.g. ingest.crop='100,0,512,512'",
+        )
+    x, y, w, h = (int(g) for g in m.groups())
+    if w < 16 or h < 16:
+        raise ConfigError(f"ingest.crop={crop!r} is smaller than 16x16 pixels")
+    return f"crop={w}:{h}:{x}:{y}"
+
+
+def _check_config(c: IngestConfig) -> None:
+    if c.fps <= 0:
+        raise ConfigError(f"ingest.fps must be positive, got {c.fps}")
+    if c.fps != 25:
+        log.warning("ingest.fps=%d: RAD-NeRF's audio windows assume 25 fps", c.fps)
+    if c.sample_rate < 8000:
+        raise ConfigError(f"ingest.sample_rate={c.sample_rate} is too low", hint="use 16000")
+    if c.size is not None and c.size < 32:
+        raise ConfigError(f"ingest.size={c.size} is too small", hint="use null or 256-512")
+    if c.start < 0:
+        raise ConfigError(f"ingest.start must be >= 0, got {c.start}")
+    if c.max_duration is not None and c.max_duration <= 0:
+        raise ConfigError(f"ingest.max_duration must be positive, got {c.max_duration}")
+    if not 1 <= c.jpeg_quality <= 31:
+        raise ConfigError(f"ingest.jpeg_quality must be 1..31, got {c.jpeg_quality}")
+
+
+def _check_crop_bounds(crop: str, info: MediaInfo) -> None:
+    m = re.fullmatch(r"crop=(\d+):(\d+):(\d+):(\d+)", crop)
+    assert info.video is not None
+    if m:
+        w, h, x, y = (int(g) for g in m.groups())
+        if x + w > info.video.width or y + h > info.video.height:
+            raise ConfigError(
+                f"ingest.crop x,y,w,h={x},{y},{w},{h} reaches outside the "
+                f"{info.video.width}x{info.video.height} video"
+            )
+
+
+def plan_frames(info: MediaInfo, c: IngestConfig) -> tuple[float, int]:
+    """Start of frame 0 on ffmpeg's timeline and the number of frames to write.
+
+    Frame ``i`` is at ``t0 + i / fps``; only frames before the end of the video
+    stream are kept, with the last one rounded to the nearest (as ffmpeg's fps
+    filter rounds), so an 8.00 s clip gives 200 frames and 33.6 s gives 840.
+    """
+    assert info.video is not None
+    v = info.video
+    t0 = (v.start - info.start) + c.start
+    available = (v.start - info.start) + v.duration - t0
+    if c.max_duration is not None:
+        available = min(available, c.max_duration)
+    frames = int(math.floor(available * c.fps + 0.5)) if available > 0 else 0
+    return t0, frames
+
+
+def ingest(cfg: RadNerfConfig) -> IngestResult:
+    """Ingest ``cfg.video`` (and optionally ``cfg.audio``) for ``cfg.person``.
+
+    A re-run with the same source and settings does nothing; a different source
+    for an existing person is refused unless ``overwrite=true``.
+
+    Raises:
+        ConfigError: missing person/video or bad ingest settings.
+        InputError: the video is missing, unreadable, corrupt, too short or has no audio.
+        StageOutputExistsError: the person already holds another video's frames.
+    """
+    c = cfg.ingest
+    person = validate_person(cfg.person)
+    if not cfg.video:
+        raise ConfigError("no video given", hint=f"add video=PATH, e.g. radnerf ingest person={person} video=clip.mp4")
+    _check_config(c)
+    crop_filter = _parse_crop(c.crop)
+    src = Path(cfg.video).expanduser()
+    info = probe(src)
+    if info.video is None:
+        raise InputError(
+            f"{src} has no video stream",
+            hint="pass a video of the person; audio alone can drive rendering later, not training",
+        )
+    if crop_filter:
+        _check_crop_bounds(crop_filter, info)
+
+    audio_src = Path(cfg.audio).expanduser() if cfg.audio else src
+    audio_info = probe(audio_src) if cfg.audio else info
+    if audio_info.audio is None:
+        if cfg.audio:
+            raise InputError(f"{audio_src} has no audio stream", hint="pass a file with sound as audio=PATH")
+        raise InputError(
+            f"{src} has no audio track",
+            hint="supply the person's speech separately: audio=PATH (any file ffmpeg reads, same timing as the video)",
+        )
+
+    t0, frames = plan_frames(info, c)
+    duration = frames / c.fps
+    if duration < max(c.min_duration, 1.0 / c.fps):
+        raise InputError(
+            f"{src} gives {duration:.2f} s of video after start={c.start}, less than ingest.min_duration={c.min_duration} s",
+            hint="use a longer clip (RAD-NeRF learns a person from 3-5 minutes) or lower ingest.min_duration",
+        )
+
+    source = {"path": str(src.resolve()), "sha256": sha256_file(src), "size_bytes": src.stat().st_size}
+    audio_source = None
+    if cfg.audio:
+        audio_source = {"path": str(audio_src.resolve()), "sha256": sha256_file(audio_src)}
+    settings = asdict(c)
+    fingerprint = sha256_json({"source": source["sha256"], "audio": audio_source and audio_source["sha256"], "settings": settings})
+
+    paths = PersonPaths.for_person(cfg.paths.artifacts, person)
+    with person_lock(paths.root):
+        old = read_manifest(paths.manifest(STAGE))
+        if old is not None and not cfg.overwrite and old.get("source", {}).get("sha256") != source["sha256"]:
+            raise StageOutputExistsError(
+                f"person {person!r} was ingested from another video ({old.get('source', {}).get('path')})",
+                hint="choose another person=NAME, or add overwrite=true to replace it and everything made from it",
+            )
+        foreign = foreign_outputs(paths.root, STAGE, OUTPUTS)
+        if foreign and not cfg.overwrite:
+            raise StageOutputExistsError(
+                f"{paths.root} already holds {', '.join(foreign)} that radnerf did not write",
+                hint="use that dataset as it is, choose another person=NAME, or add overwrite=true",
+            )
+        if old is not None and old.get("fingerprint") == fingerprint and all((paths.root / n).exists() for n in OUTPUTS):
+            log.info("ingest: %s is up to date (%d frames), nothing to do", paths.root, old["frames"])
+            return _result(paths, old, skipped=True)
+
+        if duration < c.recommended_duration:
+            log.warning(
+                "%s: %.1f s of video; RAD-NeRF learns a person from 3-5 minutes, expect a weak model",
+                src.name, duration,
+            )
+        started = time.time()
+        with StageWriter(paths.root, STAGE, OUTPUTS) as w:
+            vf = [f"fps=fps={c.fps}:start_time={t0:.6f}:round=near"]
+            if crop_filter:
+                vf.append(crop_filter)
+            if c.size:
+                vf.append(
+                    f"scale=w={c.size}:h={c.size}:force_original_aspect_ratio=decrease:"
+                    "force_divisible_by=2:flags=area"
+                )
+            written, ffmpeg_errors = extract_frames(
+                src, w.path("ori_imgs"), video_filter=",".join(vf), frames=frames, jpeg_quality=c.jpeg_quality
+            )
+            lost = frames - written
+            if written == 0 or lost > c.max_decode_loss * frames:
+                raise InputError(
+                    f"{src}: the video stream is corrupt, {written} of {frames} frames decoded"
+                    + (f" ({ffmpeg_errors.strip().splitlines()[0]})" if ffmpeg_errors.strip() else ""),
+                    hint="re-export or re-download the file, or cut the damaged part with ingest.max_duration",
+                )
+            if lost > 0:
+                log.warning("%s: %d frames at the end could not be decoded; keeping %d", src.name, lost, written)
+                frames = written
+            if ffmpeg_errors.strip():
+                log.warning("%s: ffmpeg concealed damaged packets: %s", src.name, ffmpeg_errors.strip().splitlines()[0])
+
+            samples = load_audio(audio_src, c.sample_rate)
+            assert audio_info.audio is not None
+            if cfg.audio:
+                # A separate file's first sample is taken to be at frame 0 (minus start).
+                offset = -c.start
+            else:
+                offset = (audio_info.audio.start - info.start) - t0
+            num_samples = frames * c.sample_rate // c.fps
+            audio_seconds_available = len(samples) / c.sample_rate + offset
+            if audio_seconds_available < 0.5 * frames / c.fps:
+                log.warning(
+                    "%s: audio covers only %.1f of %.1f s of video; the rest is silence",
+                    audio_src.name, max(audio_seconds_available, 0.0), frames / c.fps,
+                )
+            aligned = align_audio(samples, offset, num_samples, c.sample_rate)
+            write_wav(w.path("aud.wav"), aligned, c.sample_rate)
+
+            width, height = _image_size(w.path("ori_imgs") / "0.jpg")
+            w.manifest.update(
+                {
+                    "person": person,
+                    "fingerprint": fingerprint,
+                    "source": source,
+                    "audio_source": audio_source,
+                    "settings": settings,
+                    "frames": frames,
+                    "fps": c.fps,
+                    "width": width,
+                    "height": height,
+                    "duration": frames / c.fps,
+                    "audio": {
+                        "sample_rate": c.sample_rate,
+                        "samples": num_samples,
+                        "source_sample_rate": audio_info.audio.sample_rate,
+                        "source_channels": audio_info.audio.channels,
+                        "offset_seconds": offset,
+                        "peak": float(abs(aligned).max()) if len(aligned) else 0.0,
+                    },
+                    "probe": info.to_dict(),
+                    "tools": {
+                        "radnerf": __version__,
+                        "ffmpeg": ffmpeg_version(),
+                        "python": platform.python_version(),
+                    },
+                    "seconds": round(time.time() - started, 3),
+                }
+            )
+            manifest = dict(w.manifest)
+        log.info("ingest: %d frames %dx%d at %d fps, %.2f s -> %s", frames, width, height, c.fps, frames / c.fps, paths.root)
+        return _result(paths, manifest, skipped=False)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
+
+
+def _result(paths: PersonPaths, manifest: dict, skipped: bool) -> IngestResult:
+    return IngestResult(
+        root=paths.root,
+        frames=int(manifest["frames"]),
+        width=int(manifest["width"]),
+        height=int(manifest["height"]),
+        fps=int(manifest["fps"]),
+        duration=float(manifest["duration"]),
+        skipped=skipped,
+        manifest=paths.manifest(STAGE),
+    )

@@ -1,0 +1,195 @@
+"""Atomic stage outputs, manifests and the per-person lock.
+
+A stage writes everything into ``<person>/.staging/<stage>-<random>/`` and only
+on success moves each output into place, then writes its manifest last. The
+manifest is the commit record: outputs without a manifest are an interrupted
+run and are redone; a manifest whose recorded inputs match the current ones
+means the stage is finished and a re-run does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from radnerf.errors import RadNerfError
+
+MANIFEST_VERSION = 1
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_json(obj: Any) -> str:
+    """Hex sha256 of a JSON-serialisable value (keys sorted), for config fingerprints."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_manifest(path: str | Path) -> dict | None:
+    """The manifest at ``path``, or None if absent or unreadable (treated as unfinished)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def person_lock(root: str | Path, timeout: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive lock on a person's folder for the duration of a stage.
+
+    Two runs on the same person (two Prefect flow runs, a CLI call beside a
+    deployment) would otherwise interleave their renames.
+
+    Raises:
+        RadNerfError: another process holds the lock after ``timeout`` seconds.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise RadNerfError(
+                        f"{root} is being processed by another run",
+                        hint="wait for it to finish, or stop it",
+                    ) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)
+
+
+class StageWriter:
+    """Collects a stage's outputs in a staging folder and commits them at once.
+
+    Usage::
+
+        with StageWriter(person_root, "ingest", outputs=["ori_imgs", "aud.wav"]) as w:
+            extract_frames(..., w.path("ori_imgs"))
+            write_wav(w.path("aud.wav"), ...)
+            w.manifest.update(frames=n)
+        # on success: old manifest removed, outputs renamed into place, manifest written
+
+    On an exception (or a kill), the staging folder is removed (or left in
+    ``.staging`` for the next run to sweep) and existing outputs are untouched.
+    """
+
+    def __init__(self, root: str | Path, stage: str, outputs: Sequence[str]):
+        self.root = Path(root)
+        self.stage = stage
+        self.outputs = list(outputs)
+        self.manifest: dict[str, Any] = {}
+        self.tmp: Path | None = None
+
+    def __enter__(self) -> "StageWriter":
+        staging = self.root / ".staging"
+        staging.mkdir(parents=True, exist_ok=True)
+        sweep_staging(staging)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.stage}-", dir=staging))
+        return self
+
+    def path(self, name: str) -> Path:
+        """Where to write output ``name`` while the stage runs."""
+        assert self.tmp is not None, "use StageWriter as a context manager"
+        if name not in self.outputs:
+            raise ValueError(f"{name!r} is not a declared output of stage {self.stage!r}")
+        return self.tmp / name
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self.tmp is not None
+        try:
+            if exc_type is None:
+                self._commit()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _commit(self) -> None:
+        assert self.tmp is not None
+        manifest_path = self.root / "manifests" / f"{self.stage}.json"
+        missing = [n for n in self.outputs if not (self.tmp / n).exists()]
+        if missing:
+            raise RuntimeError(f"stage {self.stage} did not write {missing}")
+        # Invalidate first: from here until the new manifest lands, a crash
+        # leaves outputs without a manifest but with the pending marker, which
+        # tells the next run that they are ours, half-committed, and to redo them.
+        pending = pending_marker(self.root, self.stage)
+        write_json_atomic(pending, {"stage": self.stage, "started": time.time()})
+        with contextlib.suppress(FileNotFoundError):
+            manifest_path.unlink()
+        trash = self.tmp / ".old"
+        trash.mkdir()
+        for name in self.outputs:
+            dest = self.root / name
+            if dest.exists() or dest.is_symlink():
+                os.replace(dest, trash / name)
+            os.replace(self.tmp / name, dest)
+        self.manifest.setdefault("stage", self.stage)
+        self.manifest.setdefault("manifest_version", MANIFEST_VERSION)
+        self.manifest.setdefault("outputs", self.outputs)
+        write_json_atomic(manifest_path, self.manifest)
+        pending.unlink()
+
+
+def pending_marker(root: str | Path, stage: str) -> Path:
+    """Marker present only while a stage's outputs are being renamed into place."""
+    return Path(root) / "manifests" / f".{stage}.pending"
+
+
+def foreign_outputs(root: str | Path, stage: str, outputs: Sequence[str]) -> list[str]:
+    """Outputs of ``stage`` that exist with neither a manifest nor a pending marker.
+
+    Those were not written by radnerf (an imported RAD-NeRF dataset, files
+    copied by hand), so a stage must not replace them without ``overwrite``.
+    """
+    root = Path(root)
+    if (root / "manifests" / f"{stage}.json").exists() or pending_marker(root, stage).exists():
+        return []
+    return [n for n in outputs if (root / n).exists()]
+
+
+def sweep_staging(staging: Path, older_than: float = 0.0) -> None:
+    """Remove staging folders left by killed runs (the person lock is held)."""
+    now = time.time()
+    for entry in staging.iterdir():
+        with contextlib.suppress(OSError):
+            if now - entry.stat().st_mtime >= older_than:
+                shutil.rmtree(entry, ignore_errors=True)
