@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import re
 from pathlib import Path
 
-from radnerf.config import RadNerfConfig
+from radnerf.config import load_config
 
 log = logging.getLogger("flows.demo")
 
 
-def demo(cfg: RadNerfConfig) -> "PersonRun":  # noqa: F821
+def person_from_filename(video: str) -> str:
+    """A valid person name from a video's file name (``Alice Smith.mp4`` -> ``Alice_Smith``)."""
+    stem = re.sub(r"[^A-Za-z0-9_.\-]+", "_", Path(video).stem).strip("._-") or "person"
+    return stem[:64]
+
+
+def demo(overrides: list[str]) -> "PersonRun":  # noqa: F821
     """Build the sample clip if no video is given, then run the person flow on it.
 
     The sample is written once to ``<paths.data>/demo.mp4`` and reused, so a
-    second demo finds every finished stage up to date.
+    second demo finds every finished stage up to date. The config is composed
+    (and so checked) before Prefect starts.
     """
-    from flows.person import run_person
+    from flows.person import PersonRun, person
     from radnerf.demo.sample import make_sample
 
-    person = cfg.person or "demo"
+    cfg = load_config(overrides)
     video = cfg.video
+    name = cfg.person or (person_from_filename(video) if video else "demo")
     if video is None:
         sample = Path(cfg.paths.data) / "demo.mp4"
         if not sample.exists():
@@ -30,4 +38,4 @@ def demo(cfg: RadNerfConfig) -> "PersonRun":  # noqa: F821
             make_sample(tmp, cfg.demo)
             tmp.replace(sample)
         video = str(sample)
-    return run_person(dataclasses.replace(cfg, person=person, video=video))
+    return PersonRun(**person(person=name, video=video, preset=None, overrides=list(overrides)))

@@ -1,23 +1,26 @@
 """The ``person`` flow: one person's pipeline, stage by stage, as Prefect tasks.
 
-Each task calls one stage function from the library with the config as a
-plain dict (Prefect parameters are never OmegaConf objects). The stages that
-exist today run; the summary names the ones still to come.
+Parameters are plain values (person, video, preset, Hydra overrides), so a
+deployment run from the UI or ``prefect deployment run`` needs nothing else.
+Each task calls one stage function from the library; the stages that exist
+today run and the summary names the ones still to come.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import re
+import threading
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import flows  # noqa: F401  (Prefect defaults before prefect is imported)
 from prefect import flow, task
 
-from radnerf.config import RadNerfConfig, config_from_dict, to_container
+from radnerf.config import RadNerfConfig, config_from_dict, load_config, to_container
 from radnerf.experiments.tracking import pipeline_run
 
 log = logging.getLogger("flows.person")
@@ -31,6 +34,23 @@ PIPELINE: list[tuple[str, str]] = [
 PLANNED = ["landmarks", "parse", "background", "torso", "track", "audio",
            "train-head", "finetune-lips", "train-torso", "evaluate", "render"]
 
+# Hydra's composition state is process-global; flows may run in threads.
+_compose_lock = threading.Lock()
+
+
+def compose(person: str, video: Optional[str], audio: Optional[str], preset: Optional[str],
+            overrides: list[str]) -> RadNerfConfig:
+    """The typed config of a flow run from its parameters."""
+    extra = [f"person={person}"]
+    if video:
+        extra.append(f"video={video}")
+    if audio:
+        extra.append(f"audio={audio}")
+    if preset:
+        extra.append(f"preset={preset}")
+    with _compose_lock:
+        return load_config([*overrides, *extra])
+
 
 def _plain(result: Any) -> dict:
     data = asdict(result) if is_dataclass(result) else dict(result)
@@ -39,7 +59,7 @@ def _plain(result: Any) -> dict:
 
 @task(name="stage", task_run_name="{name}")
 def run_stage(name: str, target: str, config: dict) -> dict:
-    """Run one stage function on the config (a plain dict)."""
+    """Run one stage function on the config (a plain dict, as Prefect parameters are)."""
     module, func = target.split(":")
     fn = getattr(importlib.import_module(module), func)
     return _plain(fn(config_from_dict(config)))
@@ -64,10 +84,9 @@ class PersonRun:
         return "\n".join(lines)
 
 
-@flow(name="person", log_prints=True)
-def person(config: dict) -> dict:
-    """Run the person pipeline for ``config`` (a :func:`radnerf.config.to_container` dict)."""
-    cfg = config_from_dict(config)
+def run_pipeline(cfg: RadNerfConfig) -> PersonRun:
+    """Run every built stage for ``cfg.person`` in order, each as a task, recorded in MLflow."""
+    config = to_container(cfg)
     run = PersonRun(person=cfg.person or "?", not_built=list(PLANNED))
     with pipeline_run(cfg, name=f"person/{cfg.person}") as mlrun:
         for name, target in PIPELINE:
@@ -76,12 +95,44 @@ def person(config: dict) -> dict:
             run.stages[name] = result
             run.seconds[name] = time.time() - t
             if mlrun is not None:
-                manifest = Path(cfg.paths.artifacts) / cfg.person / "manifests" / f"{name}.json"
+                manifest = Path(cfg.paths.artifacts) / str(cfg.person) / "manifests" / f"{name}.json"
                 mlrun.log_stage(name, result, run.seconds[name], artifacts=[manifest])
+    publish_summary(cfg, run)
     log.info("%s", run.summary())
-    return asdict(run)
+    return run
 
 
-def run_person(cfg: RadNerfConfig) -> PersonRun:
-    """Run the person flow for a typed config (what the CLI calls)."""
-    return PersonRun(**person(to_container(cfg)))
+def publish_summary(cfg: RadNerfConfig, run: PersonRun) -> None:
+    """Prefect artifacts of the run: a table per stage and links to its overlay images."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    key = re.sub(r"[^a-z0-9-]+", "-", f"radnerf-{run.person}".lower()).strip("-")
+    rows = []
+    for name, res in run.stages.items():
+        row = {"stage": name, "state": "up to date" if res.get("skipped") else "done",
+               "seconds": round(run.seconds[name], 2)}
+        row.update({k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        rows.append(row)
+    rows += [{"stage": name, "state": "not built yet"} for name in run.not_built]
+    create_table_artifact(key=key, table=rows, description=f"radnerf pipeline of {run.person}")
+    overlays = sorted((Path(cfg.paths.artifacts) / run.person / "overlays").glob("*.jpg"))
+    if overlays:
+        links = "\n".join(f"- [{p.name}]({p.resolve().as_uri()})" for p in overlays)
+        create_markdown_artifact(key=f"{key}-overlays", markdown=f"# Overlays of {run.person}\n\n{links}",
+                                 description="per-stage overlay images for a visual check")
+
+
+@flow(name="person", log_prints=True)
+def person(person: str, video: Optional[str] = None, audio: Optional[str] = None,
+           preset: Optional[str] = "cpu_tiny", overrides: Optional[list[str]] = None) -> dict:
+    """One person's pipeline from a video: what a deployment run per new person calls.
+
+    Args:
+        person: name of the person (folder under artifacts/).
+        video: the person's video; None reuses what was ingested before.
+        audio: separate audio file for a video without sound.
+        preset: config preset (cpu_tiny, paper), None for the defaults.
+        overrides: further Hydra overrides, e.g. ["ingest.size=512"].
+    """
+    cfg = compose(person, video, audio, preset, list(overrides or []))
+    return asdict(run_pipeline(cfg))

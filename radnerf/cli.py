@@ -27,9 +27,11 @@ class Stage:
     """A pipeline stage the CLI can run."""
 
     target: str
-    """``module:function`` taking a RadNerfConfig."""
+    """``module:function`` taking a RadNerfConfig (or the overrides, see ``takes``)."""
     help: str
     example: str
+    takes: str = "config"
+    """'config': called with the composed config; 'overrides': an entry point that composes itself."""
 
 
 STAGES: dict[str, Stage] = {
@@ -42,6 +44,7 @@ STAGES: dict[str, Stage] = {
         "flows.demo:demo",
         "build the embedded sample clip (or take video=PATH) and run the pipeline as far as it exists",
         "radnerf demo preset=cpu_tiny",
+        takes="overrides",
     ),
 }
 
@@ -161,13 +164,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _check_overrides(args.overrides)
         from radnerf.config import load_config
 
-        cfg = load_config(args.overrides)
-        if args.command == "config":
-            from omegaconf import OmegaConf
+        stage = STAGES.get(args.command)
+        if stage is not None and stage.takes == "overrides":
+            result = _resolve(stage.target)(list(args.overrides))
+        else:
+            cfg = load_config(args.overrides)
+            if stage is None:  # `radnerf config`
+                from omegaconf import OmegaConf
 
-            print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
-            return 0
-        result = _resolve(STAGES[args.command].target)(cfg)
+                print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
+                return 0
+            result = _resolve(stage.target)(cfg)
         summary = getattr(result, "summary", None)
         if callable(summary):
             print(summary())

@@ -27,6 +27,18 @@ def tracking_uri(cfg: RadNerfConfig) -> str:
     return cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
 
 
+def default_artifact_location(uri: str) -> Optional[str]:
+    """Artifacts of a SQLite store go beside the database (``mlflow.db`` -> ``mlruns/``).
+
+    MLflow's own default is ``./mlruns`` under whatever folder the process runs
+    in, which scatters artifacts when a Prefect worker runs in another folder.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    db = Path(uri[len("sqlite:///"):]).expanduser().resolve()
+    return (db.parent / "mlruns").as_uri()
+
+
 def stage_metrics(result: Any) -> dict[str, float]:
     """The numeric fields of a stage's result dataclass, as MLflow metrics."""
     data = asdict(result) if is_dataclass(result) else dict(result or {})
@@ -77,7 +89,9 @@ def pipeline_run(cfg: RadNerfConfig, name: str) -> Iterator[Optional[PipelineRun
     uri = tracking_uri(cfg)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(cfg.mlflow.experiment)
-    experiment_id = exp.experiment_id if exp else client.create_experiment(cfg.mlflow.experiment)
+    experiment_id = exp.experiment_id if exp else client.create_experiment(
+        cfg.mlflow.experiment, artifact_location=default_artifact_location(uri)
+    )
     run = client.create_run(experiment_id, run_name=name, tags={"person": cfg.person or "", "preset": cfg.preset})
     params = flatten(to_container(cfg))
     from mlflow.entities import Param

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from radnerf.errors import ConfigError, InputError, StageOutputExistsError
-from radnerf.media import read_wav
+from radnerf.media import probe, read_wav
 from radnerf.preprocess.ingest import ingest
 from tests.conftest import real_clip, run_cli, write_clip
 
@@ -289,3 +289,24 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, clip_factory):
     assert "audio=PATH" in out.stderr
     out = run_cli("ingest", "person=x", f"video={clip}", "ingest.fsp=3")
     assert out.returncode == 2 and "did you mean 'ingest.fps'" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "ext,vcodec,acodec",
+    [("mkv", "libx264", "flac"), ("webm", "libvpx-vp9", "libopus"), ("avi", "mjpeg", "libmp3lame"), ("mov", "mpeg4", "pcm_s16le")],
+)
+def test_other_containers(make_cfg, clip_factory, tmp_path, ext, vcodec, acodec):
+    from tests.conftest import ffmpeg
+
+    src = clip_factory(seconds=1.6, fps=30)
+    out = tmp_path / f"clip.{ext}"
+    subprocess.run([ffmpeg(), "-v", "error", "-y", "-i", str(src), "-c:v", vcodec, "-c:a", acodec,
+                    "-deadline", "realtime", str(out)] if ext == "webm" else
+                   [ffmpeg(), "-v", "error", "-y", "-i", str(src), "-c:v", vcodec, "-c:a", acodec, str(out)],
+                   check=True)
+    res = ingest(make_cfg(f"person={ext}", f"video={out}"))
+    # Re-encoding may pad the video to the audio's length (AVI + MP3 gains a frame).
+    video_seconds = probe(out).video.duration
+    assert 1.6 <= video_seconds < 1.7
+    audio, _ = _check_outputs(res, int(video_seconds * 25 + 0.5))
+    assert np.abs(audio).max() > 0.1

@@ -1,0 +1,112 @@
+"""The person flow: under Prefect's test harness, and as a deployment on a real local server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+def test_person_flow_ingests_and_says_what_is_not_built(prefect_harness, clip_factory, tmp_path):
+    from flows.person import PLANNED, person
+
+    clip = clip_factory(seconds=1.6, fps=30)
+    overrides = [f"paths.artifacts={tmp_path / 'a'}", "mlflow.enabled=false"]
+    first = person(person="harness", video=str(clip), overrides=overrides)
+    assert first["stages"]["ingest"]["frames"] == 40 and not first["stages"]["ingest"]["skipped"]
+    assert first["not_built"] == PLANNED
+    second = person(person="harness", video=str(clip), overrides=overrides)
+    assert second["stages"]["ingest"]["skipped"]
+
+    from prefect.artifacts import Artifact
+
+    table = Artifact.get("radnerf-harness")
+    assert table is not None and table.type == "table"
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert rows[0]["stage"] == "ingest" and rows[0]["state"] == "up to date" and rows[0]["frames"] == 40
+    assert {r["stage"] for r in rows if r["state"] == "not built yet"} == set(PLANNED)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _prefect(*args: str, env: dict, cwd: Path = REPO, timeout: float = 180) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "prefect", *args], env=env, cwd=cwd, capture_output=True,
+                         text=True, timeout=timeout)
+    assert out.returncode == 0, f"prefect {' '.join(args)}:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+    return out
+
+
+@pytest.mark.slow
+def test_deployment_run_on_local_server_and_worker(tmp_path, clip_factory):
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=api,
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_CLI_PROMPT="false",
+               MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    worker = None
+    try:
+        deadline = time.time() + 240
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()[-3000:]
+            time.sleep(1)
+        _prefect("work-pool", "create", "radnerf-local", "--type", "process", env=env)
+        _prefect("--no-prompt", "deploy", "--all", env=env)
+        clip = clip_factory(seconds=1.6, fps=30)
+        params = {"person": "deployed", "video": str(clip),
+                  "overrides": [f"paths.artifacts={tmp_path / 'artifacts'}"]}
+        out = _prefect("deployment", "run", "person/new-person", "--params", json.dumps(params), env=env)
+        run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out.stdout).group(1)
+        worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", "radnerf-local"],
+                                  env=env, cwd=REPO, stdout=open(tmp_path / "worker.log", "w"),
+                                  stderr=subprocess.STDOUT, start_new_session=True)
+        state = None
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            with urllib.request.urlopen(f"{api}/flow_runs/{run_id}", timeout=10) as r:
+                state = json.load(r)["state"]["type"]
+            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(2)
+        assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
+        manifest = json.loads((tmp_path / "artifacts/deployed/manifests/ingest.json").read_text())
+        assert manifest["frames"] == 40
+    finally:
+        for proc in (worker, server):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, 15)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, 9)
