@@ -17,7 +17,7 @@ def person_from_filename(video: str) -> str:
     return stem[:64]
 
 
-def demo(overrides: list[str]) -> "PersonRun":  # noqa: F821
+def demo(overrides: list[str]) -> PersonRun:  # noqa: F821
     """Build the sample clip if no video is given, then run the person flow on it.
 
     The sample is written once to ``<paths.data>/demo.mp4`` and reused, so a

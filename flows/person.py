@@ -8,37 +8,28 @@ today run and the summary names the ones still to come.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import re
 import threading
-import time
-from dataclasses import asdict, dataclass, field, is_dataclass
-from pathlib import Path
-from typing import Any, Optional
+from dataclasses import asdict, dataclass, field
 
-import flows  # noqa: F401  (Prefect defaults before prefect is imported)
 from prefect import flow, task
+from prefect.states import Completed
 
+import flows  # noqa: F401  (the package sets Prefect defaults; imported as flows.person it ran first)
+from radnerf import pipeline
 from radnerf.config import RadNerfConfig, config_from_dict, load_config, to_container
+from radnerf.errors import RadNerfError
 from radnerf.experiments.tracking import pipeline_run
+from radnerf.paths import PersonPaths
 
 log = logging.getLogger("flows.person")
-
-# (stage name, "module:function"): the person pipeline in order. A stage is
-# added here when its function exists; nothing is listed that only pretends.
-PIPELINE: list[tuple[str, str]] = [
-    ("ingest", "radnerf.preprocess.ingest:ingest"),
-]
-# Stages of the full RAD-NeRF pipeline that are not built yet (said in the summary).
-PLANNED = ["landmarks", "parse", "background", "torso", "track", "audio",
-           "train-head", "finetune-lips", "train-torso", "evaluate", "render"]
 
 # Hydra's composition state is process-global; flows may run in threads.
 _compose_lock = threading.Lock()
 
 
-def compose(person: str, video: Optional[str], audio: Optional[str], preset: Optional[str],
+def compose(person: str, video: str | None, audio: str | None, preset: str | None,
             overrides: list[str]) -> RadNerfConfig:
     """The typed config of a flow run from its parameters."""
     extra = [f"person={person}"]
@@ -52,17 +43,33 @@ def compose(person: str, video: Optional[str], audio: Optional[str], preset: Opt
         return load_config([*overrides, *extra])
 
 
-def _plain(result: Any) -> dict:
-    data = asdict(result) if is_dataclass(result) else dict(result)
-    return {k: str(v) if isinstance(v, Path) else v for k, v in data.items()}
+def transient_io_error(task, task_run, state) -> bool:
+    """Retry a stage only after an I/O hiccup (a busy disk, a network mount), never after a
+    :class:`RadNerfError`: bad input or a missing weight file fails the same way every time."""
+    try:
+        state.result()
+    except RadNerfError:
+        return False
+    except OSError:
+        return True
+    except BaseException:
+        return False
+    return False
 
 
-@task(name="stage", task_run_name="{name}")
-def run_stage(name: str, target: str, config: dict) -> dict:
-    """Run one stage function on the config (a plain dict, as Prefect parameters are)."""
-    module, func = target.split(":")
-    fn = getattr(importlib.import_module(module), func)
-    return _plain(fn(config_from_dict(config)))
+@task(name="stage", task_run_name="{name}", retries=2, retry_delay_seconds=5,
+      retry_condition_fn=transient_io_error)
+def run_stage(name: str, config: dict):
+    """Run one pipeline stage on the config (a plain dict, as Prefect parameters are).
+
+    A stage whose inputs and settings are unchanged keeps its outputs (the
+    stage function compares content fingerprints in its manifest); the task
+    then ends in a state named ``Cached``, so the UI shows what was skipped.
+    """
+    report = asdict(pipeline.run_stage(pipeline.BY_NAME[name], config_from_dict(config)))
+    if report["skipped"]:
+        return Completed(name="Cached", message="inputs and settings unchanged: outputs kept", data=report)
+    return report
 
 
 @dataclass
@@ -71,14 +78,13 @@ class PersonRun:
 
     person: str
     stages: dict[str, dict] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
     not_built: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"person {self.person}:"]
-        for name, res in self.stages.items():
-            state = "up to date" if res.get("skipped") else "done"
-            lines.append(f"  {name:<14} {state:<10} {self.seconds[name]:6.1f} s  {res.get('root', '')}")
+        for name, rep in self.stages.items():
+            state = "up to date" if rep["skipped"] else "done"
+            lines.append(f"  {name:<11} {state:<10} {rep['seconds']:6.1f} s  {rep['output']}")
         if self.not_built:
             lines.append(f"  not built yet: {', '.join(self.not_built)}")
         return "\n".join(lines)
@@ -87,16 +93,16 @@ class PersonRun:
 def run_pipeline(cfg: RadNerfConfig) -> PersonRun:
     """Run every built stage for ``cfg.person`` in order, each as a task, recorded in MLflow."""
     config = to_container(cfg)
-    run = PersonRun(person=cfg.person or "?", not_built=list(PLANNED))
+    run = PersonRun(person=cfg.person or "?", not_built=list(pipeline.PLANNED))
+    names = pipeline.PREPROCESS if cfg.video else pipeline.PREPROCESS[1:]
     with pipeline_run(cfg, name=f"person/{cfg.person}") as mlrun:
-        for name, target in PIPELINE:
-            t = time.time()
-            result = run_stage(name, target, config)
-            run.stages[name] = result
-            run.seconds[name] = time.time() - t
+        for name in names:
+            report = run_stage(name, config, return_state=True).result()
+            run.stages[name] = report
             if mlrun is not None:
-                manifest = Path(cfg.paths.artifacts) / str(cfg.person) / "manifests" / f"{name}.json"
-                mlrun.log_stage(name, result, run.seconds[name], artifacts=[manifest])
+                manifest = pipeline.BY_NAME[name].manifest(cfg)
+                overlays = sorted(PersonPaths.for_person(cfg.paths.artifacts, cfg.person).overlays.glob(f"{name}_*.jpg"))
+                mlrun.log_stage(name, report["metrics"], report["seconds"], artifacts=[manifest, *overlays])
     publish_summary(cfg, run)
     log.info("%s", run.summary())
     return run
@@ -108,23 +114,31 @@ def publish_summary(cfg: RadNerfConfig, run: PersonRun) -> None:
 
     key = re.sub(r"[^a-z0-9-]+", "-", f"radnerf-{run.person}".lower()).strip("-")
     rows = []
-    for name, res in run.stages.items():
-        row = {"stage": name, "state": "up to date" if res.get("skipped") else "done",
-               "seconds": round(run.seconds[name], 2)}
-        row.update({k: v for k, v in res.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    for name, rep in run.stages.items():
+        row = {"stage": name, "state": "up to date" if rep["skipped"] else "done", "seconds": round(rep["seconds"], 2)}
+        row.update({k: round(v, 4) for k, v in rep["metrics"].items() if k in SUMMARY_METRICS})
         rows.append(row)
     rows += [{"stage": name, "state": "not built yet"} for name in run.not_built]
     create_table_artifact(key=key, table=rows, description=f"radnerf pipeline of {run.person}")
-    overlays = sorted((Path(cfg.paths.artifacts) / run.person / "overlays").glob("*.jpg"))
-    if overlays:
-        links = "\n".join(f"- [{p.name}]({p.resolve().as_uri()})" for p in overlays)
+    paths = PersonPaths.for_person(cfg.paths.artifacts, run.person)
+    images = sorted(paths.overlays.glob("*.jpg")) + sorted((paths.root / "track").glob("*.png"))
+    if images:
+        links = "\n".join(f"- [{p.name}]({p.resolve().as_uri()})" for p in images)
         create_markdown_artifact(key=f"{key}-overlays", markdown=f"# Overlays of {run.person}\n\n{links}",
                                  description="per-stage overlay images for a visual check")
 
 
+SUMMARY_METRICS = {
+    "frames", "width", "height", "duration", "interpolated_count", "competing_faces_count", "cut_frames_count",
+    "side_view_frames_count", "face_width", "unseen_share", "frames_without_neck_paint_count", "focal",
+    "flagged_frames_count", "reprojection_px.rigid_median", "reprojection_px.rigid_p90",
+}
+"""Manifest numbers shown in the Prefect summary table (all of them go to MLflow)."""
+
+
 @flow(name="person", log_prints=True)
-def person(person: str, video: Optional[str] = None, audio: Optional[str] = None,
-           preset: Optional[str] = "cpu_tiny", overrides: Optional[list[str]] = None) -> dict:
+def person(person: str, video: str | None = None, audio: str | None = None,
+           preset: str | None = "cpu_tiny", overrides: list[str] | None = None) -> dict:
     """One person's pipeline from a video: what a deployment run per new person calls.
 
     Args:

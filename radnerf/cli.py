@@ -13,8 +13,8 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
 
 from radnerf import __version__
 from radnerf.errors import RadNerfError
@@ -34,19 +34,26 @@ class Stage:
     """'config': called with the composed config; 'overrides': an entry point that composes itself."""
 
 
-STAGES: dict[str, Stage] = {
-    "ingest": Stage(
-        "radnerf.preprocess.ingest:ingest",
-        "decode a video into 25 fps frames and aligned 16 kHz mono audio",
-        "radnerf ingest person=alice video=alice.mp4 [audio=speech.wav] [ingest.size=512]",
-    ),
-    "demo": Stage(
+def _commands() -> dict[str, Stage]:
+    """Every subcommand: the pipeline's stages, then the entry points that chain them."""
+    from radnerf import pipeline
+
+    commands = {s.name: Stage(s.target, s.help, s.example) for s in pipeline.STAGES}
+    commands["preprocess"] = Stage(
+        "radnerf.pipeline:preprocess",
+        f"run {', '.join(pipeline.PREPROCESS)} in order; finished stages are skipped",
+        "radnerf preprocess person=alice video=alice.mp4",
+    )
+    commands["demo"] = Stage(
         "flows.demo:demo",
-        "build the embedded sample clip (or take video=PATH) and run the pipeline as far as it exists",
+        "build the embedded sample clip (or take video=PATH) and run the person flow on it",
         "radnerf demo preset=cpu_tiny",
         takes="overrides",
-    ),
-}
+    )
+    return commands
+
+
+STAGES = _commands()
 
 
 def _resolve(target: str) -> Callable:
@@ -151,7 +158,7 @@ def _weights(args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -173,6 +180,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 from omegaconf import OmegaConf
 
                 print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
+                return 0
+            from radnerf import pipeline
+
+            if args.command in pipeline.BY_NAME:
+                report = pipeline.run_stage(pipeline.BY_NAME[args.command], cfg)
+                state = "up to date" if report.skipped else f"done in {report.seconds:.1f} s"
+                print(f"{args.command}: {state} -> {report.output}")
                 return 0
             result = _resolve(stage.target)(cfg)
         summary = getattr(result, "summary", None)

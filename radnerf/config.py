@@ -13,7 +13,8 @@ train, eval, render, mlflow, demo, preset. A preset (``preset=cpu_tiny`` or
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from pathlib import Path
+from typing import Any, Optional
 
 from omegaconf import MISSING  # noqa: F401  (re-exported for stage configs)
 
@@ -74,11 +75,141 @@ class PreprocessConfig:
     """Semantic parsing backend: 'bisenet' (facexlib, weights needed) or 'offline'."""
     device: str = "auto"
     """Torch device for the neural backends: 'auto', 'cpu' or 'cuda'."""
+    workers: int = 0
+    """Worker processes for per-frame work; 0 uses every core this process may run on."""
+    max_missing_share: float = 0.1
+    """Fail when more than this share of frames has no usable face."""
+    max_gap: int = 25
+    """Fail when a run of consecutive frames without a face is longer than this (frames)."""
+    min_face_size: float = 0.12
+    """Smallest face accepted, as its width over the shorter image side."""
+    max_cut_share: float = 0.1
+    """Fail when more than this share of frames has landmarks at or beyond the image edge."""
+    max_side_view_share: float = 0.1
+    """Fail when more than this share of frames is an extreme side view."""
+    side_view_yaw: float = 0.75
+    """Asymmetry of the nose between the jaw ends (0 frontal, 1 full profile) that counts as a side view."""
+    second_face_ratio: float = 0.6
+    """A second face at least this fraction of the main face's width is a competing face."""
+    ambiguous_share: float = 0.3
+    """Refuse when competing faces are present in more than this share of frames."""
+    smooth_sigma: float = 1.0
+    """Temporal Gaussian sigma (frames) for jaw, brow and nose landmarks; eyes and lips are never smoothed."""
+    background_stride: int = 0
+    """Use every n-th frame for the background; 0 picks a stride giving about 60 frames."""
+    background_margin: float = 0.05
+    """A pixel counts as seen background only in frames where it is this far from the person (share of the shorter side; RAD-NeRF: 5 px)."""
+    overlay_frames: int = 4
+    """Frames per stage drawn as overlay images under ``overlays/``; 0 disables them."""
 
     def __post_init__(self) -> None:
         check_choice("preprocess.landmarks", self.landmarks, ("fan", "dlib", "mediapipe"))
         check_choice("preprocess.parsing", self.parsing, ("bisenet", "offline"))
         check_choice("preprocess.device", self.device, ("auto", "cpu", "cuda"))
+
+
+@dataclass
+class TrackConfig:
+    """Head tracking and camera calibration from landmarks (the root config's ``track``)."""
+
+    focal: Optional[float] = None
+    """Focal length in pixels to use as is; null estimates it under the prior."""
+    focal_prior: Optional[float] = None
+    """Centre of the focal prior in pixels; null means 2 x the longer image side."""
+    focal_prior_sigma: float = 0.7
+    """Standard deviation of the focal prior in log space (0.7: a factor 2 is one sigma)."""
+    weight_rigid: float = 1.0
+    """Weight of the eye corners and nose, which carry the pose."""
+    weight_brows: float = 0.5
+    """Weight of the eyebrows (they move a little with expression)."""
+    weight_eyelids: float = 0.3
+    """Weight of the eyelids (blinks)."""
+    weight_jaw: float = 0.05
+    """Weight of the jaw outline (a silhouette that slides as the head turns)."""
+    weight_lips: float = 0.05
+    """Weight of the lips (speech)."""
+    shape_reg: float = 0.002
+    """Pull of the person's shape toward the generic shape, relative to one frame's data."""
+    symmetry_reg: float = 0.01
+    """Pull of the person's shape toward left-right symmetry, relative to one frame's data."""
+    smooth_rotation: float = 6.0
+    """Weight of rotation second differences (temporal smoothing of the poses; 0 disables)."""
+    smooth_translation: float = 1.0
+    """Weight of image position and scale second differences."""
+    calib_frames: int = 600
+    """Frames (in 8 stretches spread over the clip) on which shape and focal are estimated, before all poses."""
+    calib_smooth_rotation: float = 1.0
+    """Lighter rotation smoothing while shape and focal are estimated (heavy smoothing biases them)."""
+    calib_smooth_translation: float = 0.05
+    """Lighter position smoothing while shape and focal are estimated."""
+    smooth_huber_deg: float = 0.3
+    """Rotation second difference (degrees per frame squared) above which smoothing relaxes, keeping fast real motion."""
+    smooth_huber_px: float = 2.0
+    """Position second difference (pixels per frame squared) above which smoothing relaxes."""
+    huber_px: float = 2.0
+    """Landmark error (pixels) above which a landmark counts as an outlier (Huber loss)."""
+    iterations: int = 50
+    """Maximum Levenberg-Marquardt iterations."""
+    tol: float = 1e-5
+    """Stop when an iteration lowers the cost by less than this fraction."""
+    outlier_px: float = 8.0
+    """A frame whose median rigid-point error exceeds this (pixels) is refitted from its neighbours."""
+    jump_deg: float = 15.0
+    """Rotation between consecutive frames (degrees) that no head makes: flags the frame."""
+    jump_shift: float = 0.3
+    """Movement between consecutive frames, in face widths, that no head makes: flags the frame."""
+    max_flagged_share: float = 0.05
+    """Fail when more than this share of frames is flagged."""
+    min_frames: int = 25
+    """Fail with fewer usable frames than this."""
+    min_motion_deg: float = 5.0
+    """Below this range of yaw and pitch (degrees) the focal is not estimated: the prior is assumed."""
+    constrained_sigma: float = 0.1
+    """The clip constrains the focal only if the landmarks alone pin log(focal) to this standard deviation..."""
+    profile_min_increase: float = 0.01
+    """...and fits at half and twice the focal cost at least this fraction more (the focal profile)."""
+    focal_profile: bool = True
+    """Refit at half and twice the focal to measure how well the clip constrains it (about 2 s)."""
+    overlay_frames: int = 4
+    """Frames drawn with the projected shape under ``track/``; 0 disables them."""
+    plots: bool = True
+    """Write ``track/pose_curves.png``."""
+
+
+@dataclass
+class AudioFeaturesConfig:
+    """Per-frame audio features: which ASR backend, how it is windowed and chunked."""
+
+    backend: str = "offline"
+    """'offline' (pocketsphinx phones + normalised MFCC, no download), 'wav2vec2' (CTC logits) or 'hubert' (hidden states)."""
+    wav2vec2_checkpoint: str = "cpierse/wav2vec2-large-xlsr-53-esperanto"
+    """Hub id or local folder of a CTC model for backend=wav2vec2 (RAD-NeRF's esperanto model: 44 logits)."""
+    hubert_checkpoint: str = "facebook/hubert-large-ls960-ft"
+    """Hub id or local folder of a HuBERT-like encoder for backend=hubert (ER-NeRF's: 1024-d)."""
+    hubert_layer: int = -1
+    """Hidden layer whose states are the hubert features; -1 is the last (ER-NeRF's choice)."""
+    window: int = 16
+    """Feature frames (50 Hz) in the window of one video frame, centred on the frame time; even."""
+    fps: int = 25
+    """Video frame rate the windows are centred on; must divide 50."""
+    chunk_seconds: float = 10.0
+    """Audio processed per model call when extracting a whole file (bounds memory on long files)."""
+    context_seconds: float = 0.5
+    """Audio before each chunk given to the model as context and then dropped."""
+    lookahead_seconds: float = 0.2
+    """Audio after each chunk given to the model as context: the streaming look-ahead beyond the window."""
+    workers: int = 2
+    """Processes computing chunks at once in whole-file extraction (offline backend; torch uses its own threads)."""
+    stream_chunk_seconds: float = 0.2
+    """Chunk of the streaming extractor; its latency is about window/100 + this + lookahead_seconds."""
+    device: str = "auto"
+    """Torch device of the transformers backends: 'auto', 'cpu' or 'cuda'."""
+    phone_beam: float = 1e-48
+    """Viterbi beam of the offline backend's pocketsphinx phone decoder (wider is slower)."""
+
+    def __post_init__(self) -> None:
+        check_choice("audio_features.backend", self.backend, ("offline", "wav2vec2", "hubert"))
+        check_choice("audio_features.device", self.device, ("auto", "cpu", "cuda"))
 
 
 @dataclass
@@ -95,6 +226,13 @@ class GridConfig:
     """Resolution of the finest level (multiplied by the bound for the spatial grid)."""
     log2_hashmap_size: int = 16
     """log2 of the table size per level; levels that fit are stored densely."""
+    grid_type: str = "hash"
+    """'hash' (tiny-cuda-nn HashGrid), 'tiled' (RAD-NeRF's tiledgrid: torch-ngp indexing, no hashing, zero outside the cube) or 'hash_ngp' (torch-ngp's hash)."""
+    per_level_scale: Optional[float] = None
+    """Growth factor between levels; null derives it from desired_resolution as exp2(log2(desired/base)/(L-1))."""
+
+    def __post_init__(self) -> None:
+        check_choice("grid_type", self.grid_type, ("hash", "tiled", "hash_ngp"))
 
 
 @dataclass
@@ -105,6 +243,10 @@ class ModelConfig:
     """Grid backend: 'tcnn' (tiny-cuda-nn, CUDA), 'torch' (ours) or 'auto' (tcnn if it imports with CUDA)."""
     bound: float = 1.0
     """Half side of the head's bounding cube in the normalised space."""
+    pose_scale: float = 4.0
+    """Scale from tracked camera positions to the normalised space (RAD-NeRF --scale)."""
+    pose_offset: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    """Offset added after scaling (RAD-NeRF --offset)."""
     spatial_grid: GridConfig = field(default_factory=GridConfig)
     """3D spatial hash grid."""
     audio_grid: GridConfig = field(default_factory=GridConfig)
@@ -165,7 +307,7 @@ class TrainConfig:
 class EvalConfig:
     """Evaluation metrics (paper, Section 4)."""
 
-    metrics: List[str] = field(default_factory=lambda: ["psnr", "lpips", "lmd", "sync"])
+    metrics: list[str] = field(default_factory=lambda: ["psnr", "lpips", "lmd", "sync"])
     """Metrics to compute on the validation split."""
     lpips_net: str = "alex"
     """LPIPS backbone."""
@@ -183,6 +325,20 @@ class RenderConfig:
     """Occupancy threshold on density."""
     min_transmittance: float = 1e-4
     """Stop marching a ray when its transmittance falls below this."""
+    dt_gamma: float = 0.00390625
+    """Step growth with distance: dt = clamp(t * dt_gamma, 2*sqrt(3)/max_steps, 2*sqrt(3)/grid_size) (RAD-NeRF 1/256)."""
+    min_near: float = 0.05
+    """Rays start at least this far from the camera (RAD-NeRF --min_near)."""
+    steps_per_round: int = 4
+    """Inference: samples per ray evaluated between early-termination checks."""
+    march_chunk: int = 8
+    """Candidate points tested per ray per marching round (speed only)."""
+    grid_decay: float = 0.95
+    """Each occupancy update keeps max(old * grid_decay, new)."""
+    grid_update_interval: int = 16
+    """Training steps between occupancy updates (none during lip fine-tuning)."""
+    grid_conditions: int = 1
+    """Random audio conditions probed per occupancy update (RAD-NeRF: 1)."""
     fps: int = 25
     """Frame rate of rendered videos."""
 
@@ -233,6 +389,9 @@ class RadNerfConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    track: TrackConfig = field(default_factory=TrackConfig)
+    audio_features: AudioFeaturesConfig = field(default_factory=AudioFeaturesConfig)
+    """Audio features: backend (offline | wav2vec2 | hubert), windows, chunks, streaming."""
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -245,6 +404,8 @@ _GROUPS: dict[str, type] = {
     "paths": PathsConfig,
     "ingest": IngestConfig,
     "preprocess": PreprocessConfig,
+    "track": TrackConfig,
+    "audio_features": AudioFeaturesConfig,
     "model": ModelConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
@@ -291,10 +452,9 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def conf_dir() -> "Path":
+def conf_dir() -> Path:
     """The ``conf/`` folder: ``$RADNERF_CONF_DIR``, else the one beside the package."""
     import os
-    from pathlib import Path
 
     from radnerf.errors import ConfigError
 

@@ -7,6 +7,15 @@ and ours can be read by their tools::
     artifacts/P/
       ori_imgs/0.jpg 1.jpg ...  frames at 25 fps, unpadded as RAD-NeRF names them
       aud.wav                   16 kHz mono audio aligned to the frames
+      ori_imgs/<i>.lms          68 landmarks per frame
+      parsing/<i>.png           head / neck / torso / background colours
+      bc.jpg                    the static background
+      gt_imgs/<i>.jpg           frames on that background
+      torso_imgs/<i>.png        RGBA torso, neck in-painted
+      regions.csv               eye ratio, face and lip rectangles
+      transforms_{train,val}.json   poses and intrinsics (NeRF convention)
+      aud_<name>.npy            [N, 16, C] audio windows (eo, hu, ph)
+      overlays/, track/         images and reports for a visual check
       manifests/<stage>.json    what each finished stage consumed and wrote
 """
 
@@ -48,7 +57,7 @@ class PersonPaths:
     root: Path
 
     @classmethod
-    def for_person(cls, artifacts: str | Path, person: str) -> "PersonPaths":
+    def for_person(cls, artifacts: str | Path, person: str) -> PersonPaths:
         return cls(Path(artifacts) / validate_person(person))
 
     # -- ingest ---------------------------------------------------------------
@@ -63,6 +72,59 @@ class PersonPaths:
     def frame(self, index: int) -> Path:
         """Path of frame ``index``; unpadded, as RAD-NeRF's loaders expect."""
         return self.ori_imgs / f"{index}.jpg"
+
+    # -- preprocessing ---------------------------------------------------------
+    def lms(self, index: int) -> Path:
+        """68 landmarks of frame ``index`` (``np.savetxt`` of ``[68, 2]``), beside the frame."""
+        return self.ori_imgs / f"{index}.lms"
+
+    @property
+    def parsing(self) -> Path:
+        return self.root / "parsing"
+
+    def parsing_image(self, index: int) -> Path:
+        """Colour-coded head / neck / torso / background parsing, as RAD-NeRF's face_parsing writes it."""
+        return self.parsing / f"{index}.png"
+
+    @property
+    def gt_imgs(self) -> Path:
+        return self.root / "gt_imgs"
+
+    def gt_image(self, index: int) -> Path:
+        """Frame ``index`` on the extracted background."""
+        return self.gt_imgs / f"{index}.jpg"
+
+    @property
+    def torso_imgs(self) -> Path:
+        return self.root / "torso_imgs"
+
+    def torso_image(self, index: int) -> Path:
+        """RGBA torso without the head, neck in-painted."""
+        return self.torso_imgs / f"{index}.png"
+
+    @property
+    def background_image(self) -> Path:
+        return self.root / "bc.jpg"
+
+    @property
+    def regions(self) -> Path:
+        """Per frame: eye-area ratio, face and lip rectangles."""
+        return self.root / "regions.csv"
+
+    @property
+    def overlays(self) -> Path:
+        """Images for a visual check of each stage."""
+        return self.root / "overlays"
+
+    # -- audio ------------------------------------------------------------------
+    def audio_features(self, name: str) -> Path:
+        """``aud_<name>.npy``: RAD-NeRF's ``eo`` (wav2vec2 esperanto), ER-NeRF's ``hu`` (HuBERT), our ``ph``."""
+        return self.root / f"aud_{name}.npy"
+
+    # -- tracking -------------------------------------------------------------
+    def transforms(self, split: str) -> Path:
+        """``transforms_train.json`` / ``transforms_val.json`` in RAD-NeRF's format."""
+        return self.root / f"transforms_{split}.json"
 
     # -- bookkeeping ----------------------------------------------------------
     @property

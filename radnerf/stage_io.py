@@ -17,8 +17,9 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from radnerf.errors import RadNerfError
 
@@ -120,7 +121,7 @@ class StageWriter:
         self.manifest: dict[str, Any] = {}
         self.tmp: Path | None = None
 
-    def __enter__(self) -> "StageWriter":
+    def __enter__(self) -> StageWriter:
         staging = self.root / ".staging"
         staging.mkdir(parents=True, exist_ok=True)
         sweep_staging(staging)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -112,3 +113,13 @@ def run_cli(*args: str, cwd: Optional[Path] = None, timeout: float = 600) -> sub
         [sys.executable, "-m", "radnerf.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session")
+def talking_clip(tmp_path_factory) -> Path:
+    """A short clip of a real face speaking (the demo's sample generator), built once per session."""
+    from radnerf.config import DemoConfig
+    from radnerf.demo.sample import make_sample
+
+    out = tmp_path_factory.mktemp("talking") / "talking.mp4"
+    return make_sample(out, DemoConfig(text="Hello there, how are you today?", size=192)).video

@@ -21,18 +21,16 @@ def _run(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_dvc_repro_twice_on_a_tiny_input(tmp_path, clip_factory):
+def test_dvc_repro_twice_on_a_tiny_input(tmp_path, talking_clip):
     repo = tmp_path / "repo"
     repo.mkdir()
     for name in ["dvc.yaml", "params.yaml", ".dvcignore"]:
         shutil.copy(REPO / name, repo / name)
     shutil.copytree(REPO / "conf", repo / "conf")
-    for path in ["radnerf/preprocess/ingest.py"]:
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / path, repo / path)
-    shutil.copytree(REPO / "radnerf/media", repo / "radnerf/media", ignore=shutil.ignore_patterns("__pycache__"))
+    # The code the stages depend on (dvc.yaml lists it as deps).
+    shutil.copytree(REPO / "radnerf", repo / "radnerf", ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "data").mkdir()
-    shutil.copy(clip_factory(seconds=1.6, fps=30), repo / "data" / "tiny.mp4")
+    shutil.copy(talking_clip, repo / "data" / "tiny.mp4")
     (repo / "params.yaml").write_text(yaml.safe_dump({"persons": {"tiny": {"video": "data/tiny.mp4", "preset": "cpu_tiny"}}}))
 
     # The venv's console scripts (radnerf) must be on PATH for dvc's commands.
@@ -44,14 +42,20 @@ def test_dvc_repro_twice_on_a_tiny_input(tmp_path, clip_factory):
     _run([*dvc, "config", "core.analytics", "false"], repo, env)
     _run([*dvc, "add", "-q", "data"], repo, env)
     first = _run([*dvc, "repro"], repo, env)
-    assert "Running stage 'ingest@tiny'" in first.stdout
-    assert len(list((repo / "artifacts/tiny/ori_imgs").glob("*.jpg"))) == 40
+    stages = ["ingest", "landmarks", "parse", "background", "torso", "regions", "track", "audio"]
+    for stage in stages:
+        assert f"Running stage '{stage}@tiny'" in first.stdout
+    person = repo / "artifacts/tiny"
+    frames = len(list((person / "ori_imgs").glob("*.jpg")))
+    assert frames > 25 and len(list((person / "ori_imgs").glob("*.lms"))) == frames
+    assert (person / "transforms_train.json").exists() and (person / "aud_ph.npy").exists()
     second = _run([*dvc, "repro"], repo, env)
     assert "Running stage" not in second.stdout and "up to date" in second.stdout
 
-    # A changed ingest setting re-runs ingest only for what depends on it.
-    params = yaml.safe_load((repo / "conf/ingest/default.yaml").read_text())
-    params["jpeg_quality"] = 5
-    (repo / "conf/ingest/default.yaml").write_text(yaml.safe_dump(params))
+    # A changed tracking setting re-runs tracking, and nothing else.
+    params = yaml.safe_load((repo / "conf/track/default.yaml").read_text())
+    params["smooth_rotation"] = 3.0
+    (repo / "conf/track/default.yaml").write_text(yaml.safe_dump(params))
     third = _run([*dvc, "repro"], repo, env)
-    assert "Running stage 'ingest@tiny'" in third.stdout
+    ran = [s for s in stages if f"Running stage '{s}@tiny'" in third.stdout]
+    assert ran == ["track"]

@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from dataclasses import asdict, is_dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from radnerf.config import RadNerfConfig, flatten, to_container
 
@@ -39,12 +39,6 @@ def default_artifact_location(uri: str) -> Optional[str]:
     return (db.parent / "mlruns").as_uri()
 
 
-def stage_metrics(result: Any) -> dict[str, float]:
-    """The numeric fields of a stage's result dataclass, as MLflow metrics."""
-    data = asdict(result) if is_dataclass(result) else dict(result or {})
-    return {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
 class PipelineRun:
     """A parent MLflow run; :meth:`log_stage` adds a nested run per finished stage."""
 
@@ -53,15 +47,21 @@ class PipelineRun:
         self.run_id = run_id
         self.experiment_id = experiment_id
 
-    def log_stage(self, stage: str, result: Any, seconds: float, artifacts: Optional[list[Path]] = None) -> None:
+    def log_stage(self, stage: str, metrics: dict[str, float], seconds: float,
+                  artifacts: Optional[list[Path]] = None) -> None:
+        """A nested run named ``stage`` with its metrics and artifacts (manifest, overlays)."""
+        import time
+
+        from mlflow.entities import Metric
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
         child = self.client.create_run(
             self.experiment_id, tags={MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: stage}
         )
-        metrics = {**stage_metrics(result), "seconds": seconds}
-        for key, value in metrics.items():
-            self.client.log_metric(child.info.run_id, key, value)
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in {**metrics, "seconds": seconds}.items()]
+        for i in range(0, len(batch), 500):
+            self.client.log_batch(child.info.run_id, metrics=batch[i : i + 500])
         for path in artifacts or []:
             if Path(path).is_file():
                 self.client.log_artifact(child.info.run_id, str(path))

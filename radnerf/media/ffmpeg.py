@@ -10,13 +10,13 @@ import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from radnerf.errors import RadNerfError
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ffmpeg_exe() -> str:
     """Path of the ffmpeg binary to use."""
     override = os.environ.get("RADNERF_FFMPEG")
@@ -39,7 +39,7 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ffmpeg_version() -> str:
     """First line of ``ffmpeg -version`` (for manifests)."""
     out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, check=False)

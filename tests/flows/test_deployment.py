@@ -25,23 +25,35 @@ def prefect_harness():
         yield
 
 
-def test_person_flow_ingests_and_says_what_is_not_built(prefect_harness, clip_factory, tmp_path):
-    from flows.person import PLANNED, person
+def test_person_flow_runs_every_built_stage_then_skips_them(prefect_harness, talking_clip, tmp_path):
+    from flows.person import person
+    from radnerf.pipeline import PLANNED, PREPROCESS
 
-    clip = clip_factory(seconds=1.6, fps=30)
     overrides = [f"paths.artifacts={tmp_path / 'a'}", "mlflow.enabled=false"]
-    first = person(person="harness", video=str(clip), overrides=overrides)
-    assert first["stages"]["ingest"]["frames"] == 40 and not first["stages"]["ingest"]["skipped"]
+    first = person(person="harness", video=str(talking_clip), overrides=overrides)
+    assert list(first["stages"]) == PREPROCESS
+    assert not any(rep["skipped"] for rep in first["stages"].values())
+    frames = first["stages"]["ingest"]["metrics"]["frames"]
+    assert frames > 25 and first["stages"]["track"]["metrics"]["frames"] == frames
     assert first["not_built"] == PLANNED
-    second = person(person="harness", video=str(clip), overrides=overrides)
-    assert second["stages"]["ingest"]["skipped"]
+    second = person(person="harness", video=str(talking_clip), overrides=overrides, return_state=True)
+    assert all(rep["skipped"] for rep in second.result()["stages"].values())
+
+    # The UI shows the skipped stages as Cached.
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[second.state_details.flow_run_id])))
+    assert sorted(r.name for r in runs) == sorted(PREPROCESS)
+    assert {r.state.name for r in runs} == {"Cached"}
 
     from prefect.artifacts import Artifact
 
     table = Artifact.get("radnerf-harness")
     assert table is not None and table.type == "table"
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert rows[0]["stage"] == "ingest" and rows[0]["state"] == "up to date" and rows[0]["frames"] == 40
+    assert rows[0]["stage"] == "ingest" and rows[0]["state"] == "up to date" and rows[0]["frames"] == frames
     assert {r["stage"] for r in rows if r["state"] == "not built yet"} == set(PLANNED)
 
 
@@ -59,7 +71,7 @@ def _prefect(*args: str, env: dict, cwd: Path = REPO, timeout: float = 180) -> s
 
 
 @pytest.mark.slow
-def test_deployment_run_on_local_server_and_worker(tmp_path, clip_factory):
+def test_deployment_run_on_local_server_and_worker(tmp_path, talking_clip):
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=api,
@@ -83,8 +95,7 @@ def test_deployment_run_on_local_server_and_worker(tmp_path, clip_factory):
             time.sleep(1)
         _prefect("work-pool", "create", "radnerf-local", "--type", "process", env=env)
         _prefect("--no-prompt", "deploy", "--all", env=env)
-        clip = clip_factory(seconds=1.6, fps=30)
-        params = {"person": "deployed", "video": str(clip),
+        params = {"person": "deployed", "video": str(talking_clip),
                   "overrides": [f"paths.artifacts={tmp_path / 'artifacts'}"]}
         out = _prefect("deployment", "run", "person/new-person", "--params", json.dumps(params), env=env)
         run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out.stdout).group(1)
@@ -100,8 +111,9 @@ def test_deployment_run_on_local_server_and_worker(tmp_path, clip_factory):
                 break
             time.sleep(2)
         assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
-        manifest = json.loads((tmp_path / "artifacts/deployed/manifests/ingest.json").read_text())
-        assert manifest["frames"] == 40
+        person = tmp_path / "artifacts/deployed"
+        assert json.loads((person / "manifests/ingest.json").read_text())["frames"] > 25
+        assert (person / "transforms_train.json").exists() and (person / "aud_ph.npy").exists()
     finally:
         for proc in (worker, server):
             if proc is not None and proc.poll() is None:

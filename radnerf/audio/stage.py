@@ -1,0 +1,117 @@
+"""The ``audio`` stage: ``<person>/aud.wav`` -> ``<person>/aud_<name>.npy`` (``[N, 16, C]``).
+
+Skips when the output exists and its manifest records the same ``aud.wav``
+hash and feature settings. Each feature file has its own manifest
+(``manifests/audio_<name>.json``), so extracting another backend does not
+invalidate the first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from radnerf import __version__
+from radnerf.audio.backends import feature_name, make_backend
+from radnerf.audio.config import AudioFeaturesConfig
+from radnerf.audio.extract import load_input, write_features
+from radnerf.audio.windows import SAMPLE_RATE, num_frames_for
+from radnerf.errors import InputError, StageOutputExistsError
+from radnerf.paths import PersonPaths
+from radnerf.stage_io import (
+    StageWriter,
+    foreign_outputs,
+    person_lock,
+    read_manifest,
+    sha256_file,
+    sha256_json,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _settings(fc: Any) -> dict:
+    if dataclasses.is_dataclass(fc):
+        return dataclasses.asdict(fc)
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(fc, resolve=True)  # type: ignore[return-value]
+
+
+def feature_settings(fc: AudioFeaturesConfig) -> dict:
+    """The settings that change the numbers in ``aud_<name>.npy`` (device and streaming do not)."""
+    s = _settings(fc)
+    keep = ["backend", "window", "fps", "chunk_seconds", "context_seconds", "lookahead_seconds"]
+    if s["backend"] == "wav2vec2":
+        keep.append("wav2vec2_checkpoint")
+    elif s["backend"] == "hubert":
+        keep += ["hubert_checkpoint", "hubert_layer"]
+    else:
+        keep.append("phone_beam")
+    return {k: s[k] for k in keep}
+
+
+def feature_path(cfg: Any) -> Path:
+    """``<artifacts>/<person>/aud_<name>.npy`` for the root config ``cfg``."""
+    return PersonPaths.for_person(cfg.paths.artifacts, cfg.person).audio_features(feature_name(cfg.audio_features))
+
+
+def extract_person_features(cfg: Any) -> Path:
+    """Stage function: write the person's per-frame audio windows; returns the ``.npy`` path.
+
+    Reads ``cfg.person``, ``cfg.paths.artifacts``, ``cfg.audio_features`` and
+    ``cfg.overwrite`` (optional) of the root config.
+
+    Raises:
+        InputError: the person has no ``aud.wav`` (ingest has not run).
+        StageOutputExistsError: the feature file exists and radnerf did not write it.
+    """
+    fc = cfg.audio_features
+    name = feature_name(fc)
+    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
+    out_name = paths.audio_features(name).name
+    stage = f"audio_{name}"
+    wav = paths.audio_wav
+    if not wav.is_file():
+        raise InputError(f"{wav} does not exist", hint=f"run `radnerf ingest person={cfg.person}` first")
+    settings = feature_settings(fc)
+    audio_sha = sha256_file(wav)
+    fingerprint = sha256_json({"audio": audio_sha, "settings": settings})
+    with person_lock(paths.root):
+        old = read_manifest(paths.manifest(stage))
+        if old is not None and old.get("fingerprint") == fingerprint and (paths.root / out_name).exists():
+            log.info("audio: %s is up to date, nothing to do", paths.root / out_name)
+            return paths.root / out_name
+        foreign = foreign_outputs(paths.root, stage, [out_name])
+        if foreign and not getattr(cfg, "overwrite", False):
+            raise StageOutputExistsError(
+                f"{paths.root / out_name} exists and radnerf did not write it",
+                hint="use it as it is, or add overwrite=true to recompute it",
+            )
+        started = time.time()
+        audio = load_input(wav, window=fc.window)
+        ingest = read_manifest(paths.manifest("ingest")) or {}
+        frames = int(ingest.get("frames") or num_frames_for(len(audio), fc.fps))
+        if abs(frames - len(audio) / (SAMPLE_RATE / fc.fps)) > 1:
+            log.warning("audio: aud.wav lasts %.2f s but the video has %d frames; padding/cutting to the frames",
+                        len(audio) / SAMPLE_RATE, frames)
+        backend = make_backend(fc)
+        with StageWriter(paths.root, stage, [out_name]) as w:
+            shape = write_features(w.path(out_name), audio, fc, frames, backend)
+            w.manifest.update(
+                {
+                    "person": cfg.person,
+                    "fingerprint": fingerprint,
+                    "inputs": {"aud.wav": {"sha256": audio_sha, "samples": len(audio)}},
+                    "settings": settings,
+                    "shape": list(shape),
+                    "feature_rate": 50,
+                    "tools": {"radnerf": __version__},
+                    "seconds": round(time.time() - started, 3),
+                }
+            )
+        log.info("audio: %s %s in %.1f s", out_name, shape, time.time() - started)
+        return paths.root / out_name

@@ -1,0 +1,150 @@
+"""The person pipeline: its stages in order, and what each finished stage reports.
+
+One list serves everyone: the CLI makes a subcommand of each stage, the Prefect
+``person`` flow makes a task of each, ``radnerf preprocess`` runs them in order
+and ``dvc.yaml`` mirrors them. A stage appears here when its function works.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from radnerf.config import RadNerfConfig
+from radnerf.paths import PersonPaths
+from radnerf.stage_io import read_manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A pipeline stage: a plain function ``fn(cfg)`` and how to find its manifest."""
+
+    name: str
+    """CLI subcommand and Prefect task name."""
+    target: str
+    """``module:function`` that does the work."""
+    help: str
+    example: str
+
+    def function(self) -> Callable[[RadNerfConfig], Any]:
+        module, func = self.target.split(":")
+        return getattr(importlib.import_module(module), func)
+
+    def manifest(self, cfg: RadNerfConfig) -> Path:
+        """The manifest the stage writes for ``cfg.person``."""
+        paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
+        if self.name == "audio":
+            from radnerf.audio import feature_name
+
+            return paths.manifest(f"audio_{feature_name(cfg.audio_features)}")
+        return paths.manifest(self.name)
+
+
+def _p(name: str, target: str, help: str, example: str) -> Stage:
+    return Stage(name, target, help, example)
+
+
+STAGES: list[Stage] = [
+    _p("ingest", "radnerf.preprocess.ingest:ingest",
+       "decode a video into 25 fps frames and aligned 16 kHz mono audio",
+       "radnerf ingest person=alice video=alice.mp4 [audio=speech.wav] [ingest.size=512]"),
+    _p("landmarks", "radnerf.preprocess.landmarks:landmarks",
+       "68-point landmarks per frame (dlib | fan | mediapipe), gaps filled and flagged",
+       "radnerf landmarks person=alice [preprocess.landmarks=fan]"),
+    _p("parse", "radnerf.preprocess.parsing:parse",
+       "head / neck / torso / background parsing per frame (offline | bisenet)",
+       "radnerf parse person=alice [preprocess.parsing=bisenet]"),
+    _p("background", "radnerf.preprocess.background:background",
+       "the static background image bc.jpg",
+       "radnerf background person=alice"),
+    _p("torso", "radnerf.preprocess.torso:torso",
+       "frames on the background (gt_imgs) and RGBA torso images with the neck in-painted",
+       "radnerf torso person=alice"),
+    _p("regions", "radnerf.preprocess.regions:regions",
+       "eye-area ratio, face and lip rectangles per frame (regions.csv)",
+       "radnerf regions person=alice"),
+    _p("track", "radnerf.preprocess.tracking:track",
+       "head pose per frame and camera intrinsics from the landmarks (transforms_*.json)",
+       "radnerf track person=alice [track.focal=1200]"),
+    _p("audio", "radnerf.audio:extract_person_features",
+       "per-frame audio feature windows aud_<name>.npy (offline | wav2vec2 | hubert)",
+       "radnerf audio person=alice [audio_features=hubert]"),
+]
+BY_NAME = {s.name: s for s in STAGES}
+
+PREPROCESS = [s.name for s in STAGES]
+"""What ``radnerf preprocess`` runs: everything before training."""
+
+PLANNED = ["train-head", "finetune-lips", "train-torso", "evaluate", "render"]
+"""Stages of the full RAD-NeRF pipeline not built yet (named in summaries, never run)."""
+
+
+@dataclass
+class StageReport:
+    """What one stage did: whether it ran or found its outputs up to date, and its numbers."""
+
+    stage: str
+    skipped: bool
+    seconds: float
+    output: str
+    metrics: dict[str, float]
+
+
+def _numbers(data: dict, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            out[f"{prefix}{key}"] = float(value)
+        elif isinstance(value, list) and key not in ("outputs", "shape"):
+            out[f"{prefix}{key}_count"] = float(len(value))  # flagged / interpolated frame lists
+        elif isinstance(value, dict) and key not in ("settings", "inputs", "probe", "tools", "source"):
+            out.update(_numbers(value, f"{prefix}{key}."))
+    return out
+
+
+def run_stage(stage: Stage, cfg: RadNerfConfig) -> StageReport:
+    """Run one stage and report it from its manifest (the stage skips itself when up to date)."""
+    manifest_path = stage.manifest(cfg)
+    before = manifest_path.stat().st_mtime_ns if manifest_path.exists() else None
+    started = time.time()
+    result = stage.function()(cfg)
+    seconds = time.time() - started
+    after = manifest_path.stat().st_mtime_ns if manifest_path.exists() else None
+    manifest = read_manifest(manifest_path) or {}
+    if is_dataclass(result):
+        skipped = bool(asdict(result).get("skipped", before == after))
+        output = str(getattr(result, "root", manifest_path.parent.parent))
+    else:
+        skipped = before is not None and before == after
+        output = str(result)
+    return StageReport(stage.name, skipped, seconds, output, _numbers(manifest))
+
+
+@dataclass
+class PreprocessResult:
+    reports: list[StageReport]
+
+    def summary(self) -> str:
+        lines = []
+        for r in self.reports:
+            state = "up to date" if r.skipped else "done"
+            lines.append(f"  {r.stage:<11} {state:<10} {r.seconds:6.1f} s  {r.output}")
+        return "\n".join(lines)
+
+
+def preprocess(cfg: RadNerfConfig) -> PreprocessResult:
+    """``radnerf preprocess``: every stage before training, in order, each skipped when up to date.
+
+    With ``video=PATH`` it starts from ingestion; without, from the frames already ingested.
+    """
+    names = PREPROCESS if cfg.video else PREPROCESS[1:]
+    return PreprocessResult([run_stage(BY_NAME[n], cfg) for n in names])

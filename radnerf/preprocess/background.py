@@ -1,0 +1,149 @@
+"""Stage ``background``: the static camera's empty background, ``bc.jpg``.
+
+As RAD-NeRF's ``extract_background``: over a subset of frames, each pixel takes
+its colour from the frame where it lies farthest from the person (a distance
+transform of the parsing's background mask), so a pixel the person uncovers
+at some point is taken from the frame where it is most surely uncovered; pixels
+closer than ``background_margin`` (a share of the frame; RAD-NeRF uses
+5 px, too little for hair strands the person mask misses) to the person in
+every frame were never seen and are filled from their surroundings (RAD-NeRF copies the nearest seen
+pixel; we in-paint smoothly, which leaves no streaks behind the shoulders).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radnerf.errors import InputError
+from radnerf.preprocess import common
+from radnerf.preprocess.parsing import BACKGROUND, read_parsing
+from radnerf.stage_io import StageWriter, person_lock
+
+log = logging.getLogger(__name__)
+
+STAGE = "background"
+
+
+def extract_background(images: np.ndarray, background: np.ndarray, margin: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+    """The background image from frames and their background masks.
+
+    Args:
+        images: ``[K, H, W, 3]`` uint8 frames.
+        background: ``[K, H, W]`` bool, True where a frame shows background.
+        margin: pixels closer than this to the person in every frame are unseen.
+
+    Returns:
+        ``([H, W, 3]`` uint8 background, ``[H, W]`` bool seen``)``.
+    """
+    import cv2
+
+    # Distance from each background pixel to the nearest person pixel, per frame.
+    dist = np.stack([cv2.distanceTransform(b.astype(np.uint8), cv2.DIST_L2, 5) for b in background])
+    best = dist.argmax(0)  # [H, W]
+    seen = dist.max(0) > margin
+    bc = np.take_along_axis(images, best[None, :, :, None], axis=0)[0]
+    if not seen.any():
+        return bc, seen
+    if not seen.all():
+        bc = fill_unseen(bc, seen)
+    return bc, seen
+
+
+def fill_unseen(image: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Fill pixels where ``seen`` is False smoothly from the seen ones around them (push-pull).
+
+    The seen pixels are averaged down an image pyramid (weighted by how much of
+    each coarse pixel was seen) until every coarse pixel has some colour, then
+    each hole pixel takes the colour of the finest level that covers it,
+    interpolated back up. A large hole gets a smooth blend of its rim's
+    colours, with none of the streaks a nearest-pixel copy leaves.
+
+    Args:
+        image: ``[H, W, 3]`` uint8.
+        seen: ``[H, W]`` bool, at least one True.
+
+    Returns:
+        ``[H, W, 3]`` uint8, equal to ``image`` where seen.
+    """
+    import cv2
+
+    colour = image.astype(np.float32) * seen[..., None]
+    weight = seen.astype(np.float32)
+    pyramid = [(colour, weight)]
+    while min(colour.shape[:2]) > 1 and (weight <= 1e-6).any():
+        h, w = colour.shape[:2]
+        size = (max(1, w // 2), max(1, h // 2))
+        colour = cv2.resize(colour, size, interpolation=cv2.INTER_AREA)
+        weight = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
+        pyramid.append((colour, weight))
+    filled = colour / np.maximum(weight, 1e-6)[..., None]
+    for colour, weight in reversed(pyramid[:-1]):
+        h, w = colour.shape[:2]
+        up = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+        # Blend by coverage: a half-seen coarse pixel keeps half its own average.
+        a = np.clip(weight, 0, 1)[..., None]
+        filled = a * (colour / np.maximum(weight, 1e-6)[..., None]) + (1 - a) * up
+    out = image.copy()
+    out[~seen] = np.clip(filled[~seen] + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def background(cfg: Any) -> Path:
+    """Extract the background image ``bc.jpg`` from the frames and their parsing.
+
+    Returns:
+        Path of ``bc.jpg``.
+
+    Raises:
+        InputError: the background is never visible (the person fills every frame).
+    """
+    paths = common.person_paths(cfg)
+    opts = common.options(cfg)
+    n = common.frame_count(paths)
+    with person_lock(paths.root):
+        if common.adopt_foreign(paths, STAGE, ["bc.jpg"], bool(getattr(cfg, "overwrite", False))):
+            return paths.background_image
+    stride = opts.background_stride or max(1, math.ceil(n / 60))
+    settings = {"stride": stride, "margin": opts.background_margin}
+    upstream = {"ingest": common.stage_fingerprint(paths, "ingest"), "parse": common.stage_fingerprint(paths, "parse")}
+    fp = common.fingerprint(STAGE, upstream, settings)
+    with person_lock(paths.root):
+        if common.is_done(paths, STAGE, fp, ["bc.jpg"]):
+            log.info("background: %s is up to date, nothing to do", paths.root)
+            return paths.background_image
+        started = time.time()
+        ids = list(range(0, n, stride))
+        images = np.stack([common.read_rgb(paths.frame(i)) for i in ids])
+        bg = np.stack([read_parsing(paths.parsing / f"{i}.png") == BACKGROUND for i in ids])
+        # Thin hair strands escape the person mask; a margin that scales with
+        # the frame keeps them out of the background.
+        margin = max(5.0, opts.background_margin * min(images.shape[1:3]))
+        bc, seen = extract_background(images, bg, margin)
+        if not seen.any():
+            raise InputError(
+                "the background is never visible: the person covers the whole frame",
+                hint="use a video with some background around the person (a wider crop)",
+            )
+        with StageWriter(paths.root, STAGE, ["bc.jpg"]) as wr:
+            common.write_rgb(wr.path("bc.jpg"), bc, quality=95)
+            wr.manifest.update({
+                "fingerprint": fp,
+                "settings": settings,
+                "frames_used": ids,
+                "unseen_share": float(1 - seen.mean()),
+                "seconds": round(time.time() - started, 3),
+            })
+        if opts.overlay_frames:
+            from radnerf.preprocess.overlays import side_by_side, write_overlay
+
+            tint = bc.copy()
+            tint[~seen] = (0.5 * tint[~seen] + [0, 0, 127]).astype(np.uint8)
+            write_overlay(paths, STAGE, 0, side_by_side(images[0], bc, tint))
+        log.info("background: %d frames, %.0f%% never seen, %.1f s", len(ids), 100 * (1 - seen.mean()), time.time() - started)
+    return paths.background_image

@@ -1,0 +1,275 @@
+"""What the per-frame preprocessing stages share: options, frame lists, fingerprints, workers.
+
+Every stage here (landmarks, parse, background, torso, regions) reads the
+frames ingest wrote, keys its manifest on the fingerprints of the stages it
+consumes plus its own options, and fans frames out over worker processes in
+contiguous chunks, so a backend that follows a face from frame to frame keeps
+its state inside one chunk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from radnerf.config import PreprocessConfig
+from radnerf.errors import InputError
+from radnerf.paths import PersonPaths, validate_person
+from radnerf.stage_io import (
+    foreign_outputs,
+    read_manifest,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+# Bumped when an algorithm changes its outputs, so finished stages are redone.
+ALGORITHM_VERSION = 1
+
+
+# The thresholds and knobs live in the root config's schema (``cfg.preprocess``).
+PreprocessOptions = PreprocessConfig
+
+
+def options(cfg: Any) -> PreprocessOptions:
+    """:class:`PreprocessOptions` from ``cfg.preprocess``; fields it lacks keep their defaults."""
+    pre = getattr(cfg, "preprocess", None)
+    values = {}
+    for f in fields(PreprocessOptions):
+        if pre is not None and _has(pre, f.name):
+            values[f.name] = _get(pre, f.name)
+    return PreprocessOptions(**values)
+
+
+def _has(obj: Any, name: str) -> bool:
+    if isinstance(obj, dict):
+        return name in obj
+    # A dataclass, or an omegaconf node (whose unknown keys raise in struct mode).
+    return name in obj if hasattr(obj, "__contains__") else hasattr(obj, name)
+
+
+def _get(obj: Any, name: str) -> Any:
+    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
+
+
+def person_paths(cfg: Any) -> PersonPaths:
+    return PersonPaths.for_person(cfg.paths.artifacts, validate_person(cfg.person))
+
+
+def resolve_device(cfg: Any) -> str:
+    """``preprocess.device`` with 'auto' resolved (imports torch: call only for the torch backends)."""
+    device = str(getattr(cfg.preprocess, "device", "auto"))
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def frame_count(paths: PersonPaths) -> int:
+    """Number of frames ``ori_imgs/0.jpg .. N-1.jpg`` (from the ingest manifest when present).
+
+    Raises:
+        InputError: no frames (ingest has not run).
+    """
+    manifest = read_manifest(paths.manifest("ingest"))
+    if manifest is not None and "frames" in manifest:
+        n = int(manifest["frames"])
+    else:
+        n = 0
+        while paths.frame(n).exists():
+            n += 1
+    if n == 0 or not paths.frame(0).exists():
+        raise InputError(
+            f"no frames in {paths.ori_imgs}",
+            hint=f"run `radnerf ingest person={paths.root.name} video=PATH` first",
+        )
+    return n
+
+
+def stage_fingerprint(paths: PersonPaths, stage: str) -> str:
+    """Fingerprint of a finished stage's outputs, for the manifests of the stages that consume them.
+
+    Stages written by radnerf record a ``fingerprint``; a dataset imported from
+    RAD-NeRF has no manifests, so its frames are hashed instead.
+
+    Raises:
+        InputError: the stage has not run.
+    """
+    manifest = read_manifest(paths.manifest(stage))
+    if manifest is not None and manifest.get("fingerprint"):
+        return str(manifest["fingerprint"])
+    if stage == "ingest":
+        n = frame_count(paths)
+        return sha256_json([sha256_file(paths.frame(i)) for i in range(n)])
+    raise InputError(
+        f"stage {stage!r} has not run for {paths.root}",
+        hint=f"run `radnerf {stage} person={paths.root.name}` first",
+    )
+
+
+def fingerprint(stage: str, upstream: dict[str, str], settings: Any) -> str:
+    """What decides a stage's outputs: its inputs' fingerprints, settings and algorithm version."""
+    from radnerf import __version__
+
+    return sha256_json({
+        "stage": stage, "inputs": upstream, "settings": settings, "version": [ALGORITHM_VERSION, __version__],
+    })
+
+
+def is_done(paths: PersonPaths, stage: str, fp: str, outputs: Sequence[str]) -> bool:
+    manifest = read_manifest(paths.manifest(stage))
+    return (
+        manifest is not None
+        and manifest.get("fingerprint") == fp
+        and all((paths.root / o).exists() for o in outputs)
+    )
+
+
+def adopt_foreign(paths: PersonPaths, stage: str, outputs: Sequence[str], overwrite: bool) -> bool:
+    """Take over a stage's outputs that radnerf did not write (a dataset RAD-NeRF processed).
+
+    When every output exists but there is neither a manifest nor a pending
+    marker, and ``overwrite`` is off, a manifest is written that fingerprints
+    the files as they are, so later stages accept them and the stage is done.
+
+    Returns:
+        True when the outputs were adopted (the stage has nothing to do).
+    """
+    if overwrite or not foreign_outputs(paths.root, stage, outputs):
+        return False
+    if not all((paths.root / o).exists() for o in outputs):
+        return False
+    listing = []
+    for o in outputs:
+        p = paths.root / o
+        files = sorted(p.rglob("*")) if p.is_dir() else [p]
+        listing += [(str(f.relative_to(paths.root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    write_json_atomic(paths.manifest(stage), {
+        "stage": stage, "imported": True, "fingerprint": sha256_json(listing), "outputs": list(outputs),
+    })
+    log.warning(
+        "%s: using the existing %s in %s as they are (not written by radnerf); add overwrite=true to redo them",
+        stage, ", ".join(outputs), paths.root,
+    )
+    return True
+
+
+def worker_count(requested: int) -> int:
+    if requested > 0:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def chunks(n: int, parts: int) -> list[range]:
+    """Split ``range(n)`` into ``parts`` contiguous, nearly equal ranges (none empty)."""
+    parts = max(1, min(parts, n))
+    bounds = np.linspace(0, n, parts + 1).round().astype(int)
+    return [range(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def map_chunks(fn: Callable[..., Any], n: int, workers: int, *args: Any) -> list[Any]:
+    """``[fn(range_k, *args) for each contiguous chunk]``, in worker processes when ``workers > 1``.
+
+    Processes, not threads: dlib and the geometry in numpy hold the GIL for
+    most of a frame. Workers are spawned (not forked) so a parent that has
+    started torch or mediapipe threads cannot hand them a locked mutex. The
+    first chunk runs in this process, which has its imports done already.
+    """
+    parts = chunks(n, workers)
+    if workers <= 1 or len(parts) <= 1:
+        return [fn(r, *args) for r in parts]
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=len(parts) - 1, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(fn, r, *args) for r in parts[1:]]
+        first = fn(parts[0], *args)
+        return [first] + [f.result() for f in futures]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """``[H, W, 3]`` uint8 RGB.
+
+    Raises:
+        InputError: the file is missing or not an image.
+    """
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError(f"cannot read image {path}", hint="re-run `radnerf ingest` for this person")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def write_rgb(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
+    """Write ``[H, W, 3]`` RGB (JPEG or PNG) or ``[H, W, 4]`` RGBA (PNG) uint8 to ``path``."""
+    if path.suffix.lower() == ".png":
+        path.write_bytes(png_bytes(rgb))
+        return
+    import cv2
+
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]):
+        raise OSError(f"could not write {path}")
+
+
+def png_bytes(image: np.ndarray, level: int = 1, palette: np.ndarray | None = None) -> bytes:
+    """A PNG file of ``[H, W, 3]`` RGB or ``[H, W, 4]`` RGBA uint8 (8 bits, no row filters).
+
+    With ``palette`` (``[K, 3]`` uint8 RGB), ``image`` is ``[H, W]`` indices into it
+    (an indexed PNG: every reader, cv2.imread included, returns the colours).
+
+    libpng's adaptive row filtering costs 25-35 ms per 512x512 frame, more than
+    everything else the torso stage does; parsing and torso images are mostly
+    flat, so unfiltered rows with fast deflate are 5x quicker and barely larger.
+    """
+    import struct
+    import zlib
+
+    if palette is not None:
+        image = image[..., None]
+    h, w, c = image.shape
+    raw = np.empty((h, w * c + 1), np.uint8)
+    raw[:, 0] = 0  # filter type "none" for each row
+    raw[:, 1:] = image.reshape(h, w * c)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    colour_type = 3 if palette is not None else {3: 2, 4: 6}[c]
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
+    if palette is not None:
+        header += chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes())
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + chunk(b"IEND", b"")
+
+
+def overlay_indices(n: int, count: int) -> list[int]:
+    """``count`` frame indices spread over ``range(n)`` (first, last and between)."""
+    if count <= 0 or n <= 0:
+        return []
+    return sorted({round(x) for x in np.linspace(0, n - 1, min(count, n))})
+
+
+def frames_text(frames: Sequence[int], limit: int = 12) -> str:
+    """``"3, 4, 5, ... (17 frames)"``: frame numbers for a message, shortened."""
+    frames = list(frames)
+    shown = ", ".join(str(f) for f in frames[:limit])
+    if len(frames) > limit:
+        shown += ", ..."
+    return f"{shown} ({len(frames)} frame{'s' if len(frames) != 1 else ''})"
+
+
+def optional_float(x: float | None) -> float | None:
+    return None if x is None else float(x)

@@ -1,0 +1,81 @@
+"""Pictures of a tracking fit: the projected shape with an axis gizmo, and pose curves over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from radnerf.preprocess.tracking import Tracking
+
+_GIZMO_M = 0.08  # axis length, metres
+
+
+def _project_points(tr: Tracking, i: int, pts: np.ndarray) -> np.ndarray:
+    """``[M, 3]`` head-frame points -> ``[M, 2]`` pixels in frame ``i``."""
+    cam = pts @ tr.R[i].T + tr.t[i]
+    return np.stack([tr.cx + tr.focal * cam[:, 0] / -cam[:, 2], tr.cy - tr.focal * cam[:, 1] / -cam[:, 2]], 1)
+
+
+def overlay(rgb: np.ndarray, tr: Tracking, i: int, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """``[H, W, 3]`` uint8: frame ``i`` with the projected shape (green), landmarks (red) and the head axes.
+
+    Axes from the head origin: x red, y green, z (out of the face) blue.
+    """
+    import cv2
+
+    img = np.ascontiguousarray(rgb.copy())
+    if landmarks is not None and np.isfinite(landmarks).all():
+        for x, y in landmarks:
+            cv2.circle(img, (int(np.rint(x)), int(np.rint(y))), 2, (255, 60, 60), -1, cv2.LINE_AA)
+    for x, y in _project_points(tr, i, tr.shape):
+        cv2.circle(img, (int(np.rint(x)), int(np.rint(y))), 2, (60, 255, 60), -1, cv2.LINE_AA)
+    origin_axes = _project_points(tr, i, np.vstack([np.zeros(3), np.eye(3) * _GIZMO_M]))
+    o = tuple(int(np.rint(v)) for v in origin_axes[0])
+    for k, color in enumerate(((255, 0, 0), (0, 255, 0), (0, 0, 255))):
+        cv2.arrowedLine(img, o, tuple(int(np.rint(v)) for v in origin_axes[k + 1]), color, 2, cv2.LINE_AA, tipLength=0.15)
+    label = f"frame {i}  f={tr.focal:.0f}px" + ("  FLAGGED" if i in tr.flagged else "")
+    cv2.putText(img, label, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return img
+
+
+def write_overlay(path: Path, rgb: np.ndarray, tr: Tracking, i: int) -> None:
+    """Write :func:`overlay` of frame ``i`` as a JPEG."""
+    import cv2
+
+    cv2.imwrite(str(path), cv2.cvtColor(overlay(rgb, tr, i), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def plot_pose_curves(path: Path, tr: Tracking, fps: float = 25.0) -> None:
+    """Yaw, pitch, roll (degrees) and camera-space position (cm) over time; filled and flagged frames marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from radnerf.preprocess.tracking import euler_deg
+
+    ang = euler_deg(tr.R)
+    time_s = np.arange(len(ang)) / fps
+    fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    for j, name in enumerate(("yaw", "pitch", "roll")):
+        axes[0].plot(time_s, ang[:, j], lw=1, label=name)
+    axes[0].set_ylabel("degrees")
+    for j, name in enumerate(("x", "y", "z + mean depth")):
+        v = tr.t[:, j] - (tr.t[:, 2].mean() if j == 2 else 0.0)
+        axes[1].plot(time_s, 100 * v, lw=1, label=name)
+    axes[1].set_ylabel("cm (camera frame)")
+    axes[1].set_xlabel("seconds")
+    for ax in axes:
+        for i in np.flatnonzero(~tr.used):
+            ax.axvspan(time_s[i] - 0.5 / fps, time_s[i] + 0.5 / fps, color="0.85", lw=0)
+        for i in tr.flagged:
+            ax.axvline(time_s[i], color="red", lw=0.8)
+        ax.legend(loc="upper right", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"head pose, focal {tr.focal:.0f} px (grey: filled from neighbours, red: flagged jumps)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,120 @@
+"""The stage function on a person folder laid out as ingest leaves it."""
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from radnerf.audio import AudioFeaturesConfig, extract_person_features, feature_path
+from radnerf.config import PathsConfig
+from radnerf.errors import InputError, StageOutputExistsError
+from radnerf.media import write_wav
+from tests.audio.audio_helpers import EnergyBackend
+
+
+@dataclass
+class RootConfig:
+    """The fields of the root config the stage reads."""
+
+    person: str = "alice"
+    overwrite: bool = False
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    audio_features: AudioFeaturesConfig = field(default_factory=AudioFeaturesConfig)
+
+
+@pytest.fixture
+def person(tmp_path, monkeypatch):
+    cfg = RootConfig(paths=PathsConfig(artifacts=str(tmp_path / "artifacts")))
+    root = tmp_path / "artifacts" / "alice"
+    root.mkdir(parents=True)
+    frames = 30
+    x = np.random.default_rng(0).standard_normal(frames * 640).astype(np.float32) * 0.1
+    write_wav(root / "aud.wav", x, 16000)
+    (root / "manifests").mkdir()
+    (root / "manifests" / "ingest.json").write_text(json.dumps({"frames": frames}))
+    built = []
+
+    def fake_backend(fc):
+        built.append(fc.backend)
+        return EnergyBackend()
+
+    monkeypatch.setattr("radnerf.audio.stage.make_backend", fake_backend)
+    return cfg, root, built
+
+
+def test_writes_windows_and_manifest_then_skips(person):
+    cfg, root, built = person
+    out = extract_person_features(cfg)
+    assert out == root / "aud_ph.npy" == feature_path(cfg)
+    feats = np.load(out)
+    assert feats.shape == (30, 16, 2) and feats.dtype == np.float32
+    manifest = json.loads((root / "manifests" / "audio_ph.json").read_text())
+    assert manifest["shape"] == [30, 16, 2] and manifest["settings"]["backend"] == "offline"
+    assert not list((root / ".staging").iterdir())  # nothing left behind
+    mtime = out.stat().st_mtime_ns
+    assert extract_person_features(cfg) == out and built == ["offline"]  # unchanged inputs: no work
+    assert out.stat().st_mtime_ns == mtime
+
+
+def test_changed_settings_or_audio_recompute(person):
+    cfg, root, built = person
+    extract_person_features(cfg)
+    cfg.audio_features.context_seconds = 0.3
+    extract_person_features(cfg)
+    assert len(built) == 2
+    cfg.audio_features.device = "cpu"  # does not change the numbers
+    extract_person_features(cfg)
+    assert len(built) == 2
+    write_wav(root / "aud.wav", np.zeros(30 * 640, np.float32), 16000)
+    extract_person_features(cfg)
+    assert len(built) == 3
+    assert np.all(np.load(root / "aud_ph.npy")[:, :, 0] < -10)
+
+
+def test_matches_library_api(person):
+    from radnerf.audio import extract_features
+
+    cfg, root, _ = person
+    out = np.load(extract_person_features(cfg))
+    np.testing.assert_array_equal(out, extract_features(root / "aud.wav", cfg.audio_features, backend=EnergyBackend()))
+
+
+def test_foreign_file_is_not_replaced_without_overwrite(person):
+    cfg, root, _ = person
+    np.save(root / "aud_ph.npy", np.zeros((1, 16, 2), np.float32))
+    with pytest.raises(StageOutputExistsError):
+        extract_person_features(cfg)
+    cfg.overwrite = True
+    assert np.load(extract_person_features(cfg)).shape == (30, 16, 2)
+
+
+def test_needs_ingest_first(tmp_path):
+    cfg = RootConfig(person="bob", paths=PathsConfig(artifacts=str(tmp_path)))
+    with pytest.raises(InputError, match="radnerf ingest person=bob"):
+        extract_person_features(cfg)
+
+
+def test_accepts_a_composed_omegaconf_config(person):
+    """The CLI and flows pass the composed Hydra config (a DictConfig), not the dataclass."""
+    from omegaconf import OmegaConf
+
+    cfg, root, _ = person
+    out = extract_person_features(OmegaConf.structured(cfg))
+    assert np.load(out).shape == (30, 16, 2)
+    manifest = json.loads((root / "manifests" / "audio_ph.json").read_text())
+    assert manifest["settings"]["window"] == 16
+
+
+def test_real_offline_backend_on_ingested_speech(tmp_path, speech_8s):
+    """No fakes: the default config on an ingest-shaped folder gives RAD-NeRF-shaped windows."""
+    root = tmp_path / "carol"
+    root.mkdir()
+    x = speech_8s[: 640 * 100]  # 100 frames, 4 s
+    write_wav(root / "aud.wav", x, 16000)
+    cfg = RootConfig(person="carol", paths=PathsConfig(artifacts=str(tmp_path)))
+    out = np.load(extract_person_features(cfg))
+    assert out.shape == (100, 16, 53)
+    phones = out[:, 8, :41]
+    np.testing.assert_allclose(phones.sum(1), 1.0, atol=1e-6)
+    assert (phones[:, 0] < 1).mean() > 0.5  # speech, not silence

@@ -1,0 +1,58 @@
+"""Shared preprocessing helpers: PNG writer, chunks, options from the config."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from radnerf.errors import InputError
+from radnerf.preprocess import common
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_png_bytes_round_trip_through_opencv(tmp_path, channels):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (37, 53, channels), dtype=np.uint8)
+    common.write_rgb(tmp_path / "x.png", image)
+    back = cv2.imread(str(tmp_path / "x.png"), cv2.IMREAD_UNCHANGED)
+    code = cv2.COLOR_BGRA2RGBA if channels == 4 else cv2.COLOR_BGR2RGB
+    np.testing.assert_array_equal(cv2.cvtColor(back, code), image)
+
+
+def test_chunks_cover_the_range_in_order():
+    assert common.chunks(10, 3) == [range(3), range(3, 7), range(7, 10)]
+    assert common.chunks(2, 4) == [range(1), range(1, 2)]
+    assert common.chunks(5, 1) == [range(5)]
+
+
+def test_options_read_what_the_config_has_and_default_the_rest():
+    from radnerf.config import RadNerfConfig
+
+    cfg = RadNerfConfig()
+    assert common.options(cfg) == common.PreprocessOptions()
+    cfg.preprocess.max_gap = 3
+    assert common.options(cfg).max_gap == 3
+
+
+def test_frame_count_without_frames_says_to_ingest(tmp_path):
+    from radnerf.paths import PersonPaths
+
+    with pytest.raises(InputError, match="radnerf ingest"):
+        common.frame_count(PersonPaths(tmp_path / "nobody"))
+
+
+def test_frames_text_is_short():
+    assert common.frames_text([1, 2]) == "1, 2 (2 frames)"
+    assert common.frames_text(range(20), limit=3) == "0, 1, 2, ... (20 frames)"
+
+
+def test_indexed_png_reads_back_as_colours(tmp_path):
+    palette = np.array([[255, 255, 255], [0, 0, 255], [0, 255, 0], [255, 0, 0]], np.uint8)
+    labels = np.random.default_rng(0).integers(0, 4, (20, 30)).astype(np.uint8)
+    (tmp_path / "p.png").write_bytes(common.png_bytes(labels, palette=palette))
+    back = cv2.cvtColor(cv2.imread(str(tmp_path / "p.png")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(back, palette[labels])
+    from PIL import Image
+
+    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "p.png").convert("RGB")), palette[labels])
