@@ -204,12 +204,15 @@ class AudioFeaturesConfig:
     """Chunk of the streaming extractor; its latency is about window/100 + this + lookahead_seconds."""
     device: str = "auto"
     """Torch device of the transformers backends: 'auto', 'cpu' or 'cuda'."""
+    dtype: str = "auto"
+    """Weights and activations of the transformers backends: 'auto' (float16 on CUDA, float32 on CPU), 'float32', 'bfloat16' or 'float16'."""
     phone_beam: float = 1e-48
     """Viterbi beam of the offline backend's pocketsphinx phone decoder (wider is slower)."""
 
     def __post_init__(self) -> None:
         check_choice("audio_features.backend", self.backend, ("offline", "wav2vec2", "hubert"))
         check_choice("audio_features.device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("audio_features.dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
 
 
 @dataclass

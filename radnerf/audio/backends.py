@@ -67,5 +67,5 @@ def make_backend(cfg: AudioFeaturesConfig) -> FeatureBackend:
     from radnerf.audio.hf import CtcLogitsBackend, HiddenStatesBackend
 
     if cfg.backend == "wav2vec2":
-        return CtcLogitsBackend(cfg.wav2vec2_checkpoint, device=cfg.device)
-    return HiddenStatesBackend(cfg.hubert_checkpoint, layer=cfg.hubert_layer, device=cfg.device)
+        return CtcLogitsBackend(cfg.wav2vec2_checkpoint, device=cfg.device, dtype=cfg.dtype)
+    return HiddenStatesBackend(cfg.hubert_checkpoint, layer=cfg.hubert_layer, device=cfg.device, dtype=cfg.dtype)

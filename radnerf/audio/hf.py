@@ -51,6 +51,15 @@ def resolve_checkpoint(checkpoint: str, backend: str) -> Path:
         ) from None
 
 
+def torch_dtype(dtype: str, device: str):
+    """The torch dtype for ``audio_features.dtype``; 'auto' is float16 on CUDA, float32 on CPU."""
+    import torch
+
+    if dtype == "auto":
+        return torch.float16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
 def torch_device(device: str) -> str:
     import torch
 
@@ -85,7 +94,7 @@ def _load_config(folder: Path, checkpoint: str, backend: str):
 class _TransformersBackend:
     """Shared input handling: per-chunk normalisation and padding onto the 50 Hz clock."""
 
-    def __init__(self, checkpoint: str, backend: str, device: str):
+    def __init__(self, checkpoint: str, backend: str, device: str, dtype: str = "auto"):
         self.checkpoint = checkpoint
         self.folder = resolve_checkpoint(checkpoint, backend)
         self.config = _load_config(self.folder, checkpoint, backend)
@@ -103,6 +112,7 @@ class _TransformersBackend:
         self.pad_right = field - HOP - self.pad_left
         self.do_normalize = self._reads_normalize()
         self.device = torch_device(device)
+        self.dtype = torch_dtype(dtype, self.device)
 
     def _reads_normalize(self) -> bool:
         import json
@@ -121,7 +131,7 @@ class _TransformersBackend:
             # Wav2Vec2FeatureExtractor's zero-mean unit-variance, over the chunk.
             x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
         x = np.pad(x, (self.pad_left, self.pad_right))
-        return torch.from_numpy(x.astype(np.float32))[None].to(self.device)
+        return torch.from_numpy(x.astype(np.float32))[None].to(self.device, self.dtype)
 
     def _check_frames(self, out: np.ndarray, m: int) -> np.ndarray:
         if out.shape[0] != m:
@@ -132,8 +142,8 @@ class _TransformersBackend:
 class CtcLogitsBackend(_TransformersBackend):
     """CTC logits of a ``*ForCTC`` checkpoint, ``[M, vocab]`` (44 for RAD-NeRF's esperanto model)."""
 
-    def __init__(self, checkpoint: str, device: str = "auto"):
-        super().__init__(checkpoint, "wav2vec2", device)
+    def __init__(self, checkpoint: str, device: str = "auto", dtype: str = "auto"):
+        super().__init__(checkpoint, "wav2vec2", device, dtype)
         archs = list(getattr(self.config, "architectures", None) or [])
         if not any(a.endswith("ForCTC") for a in archs):
             raise ConfigError(
@@ -143,7 +153,8 @@ class CtcLogitsBackend(_TransformersBackend):
             )
         from transformers import AutoModelForCTC
 
-        self.model = AutoModelForCTC.from_pretrained(self.folder, local_files_only=True).eval().to(self.device)
+        self.model = AutoModelForCTC.from_pretrained(self.folder, local_files_only=True, dtype=self.dtype)
+        self.model = self.model.eval().to(self.device)
         self.dim = int(self.config.vocab_size)
 
     def __call__(self, audio: np.ndarray) -> np.ndarray:
@@ -157,12 +168,13 @@ class CtcLogitsBackend(_TransformersBackend):
 class HiddenStatesBackend(_TransformersBackend):
     """Hidden states of a HuBERT-style encoder, ``[M, hidden]`` (1024 for hubert-large)."""
 
-    def __init__(self, checkpoint: str, layer: int = -1, device: str = "auto"):
-        super().__init__(checkpoint, "hubert", device)
+    def __init__(self, checkpoint: str, layer: int = -1, device: str = "auto", dtype: str = "auto"):
+        super().__init__(checkpoint, "hubert", device, dtype)
         from transformers import AutoModel
 
         # AutoModel drops a CTC head if the checkpoint has one (hubert-large-ls960-ft does).
-        self.model = AutoModel.from_pretrained(self.folder, local_files_only=True).eval().to(self.device)
+        self.model = AutoModel.from_pretrained(self.folder, local_files_only=True, dtype=self.dtype)
+        self.model = self.model.eval().to(self.device)
         n = int(self.config.num_hidden_layers)
         if not -(n + 1) <= layer <= n:
             raise ConfigError(f"audio_features.hubert_layer={layer} but {checkpoint!r} has {n} layers")

@@ -118,3 +118,18 @@ def test_unknown_hub_id_and_folder_without_model(tmp_path, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="not a transformers checkpoint"):
         make_backend(AudioFeaturesConfig(backend="wav2vec2", wav2vec2_checkpoint=str(tmp_path / "empty")))
+
+
+def test_bfloat16_halves_the_model_and_keeps_the_features(tiny_checkpoints):
+    import torch
+
+    base = AudioFeaturesConfig(backend="hubert", hubert_checkpoint=str(tiny_checkpoints["hubert"]), chunk_seconds=1.0)
+    full = make_backend(base)
+    half = make_backend(AudioFeaturesConfig(**{**base.__dict__, "dtype": "bfloat16"}))
+    assert next(full.model.parameters()).dtype == torch.float32
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    x = speechlike(1.0)
+    a, b = full(x), half(x)
+    assert a.dtype == b.dtype == np.float32 and a.shape == b.shape
+    # bfloat16 keeps about 3 significant digits: the same features up to rounding, not bit-equal.
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.99 and not np.array_equal(a, b)

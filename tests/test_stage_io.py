@@ -1,0 +1,70 @@
+"""Atomic stage outputs and the per-person lock (what lets several persons run in parallel)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from radnerf.errors import RadNerfError
+from radnerf.stage_io import StageWriter, foreign_outputs, person_lock
+
+
+def test_commit_moves_outputs_and_writes_the_manifest_last(tmp_path):
+    with StageWriter(tmp_path, "demo", ["out.txt", "dir"]) as w:
+        w.path("out.txt").write_text("new")
+        w.path("dir").mkdir()
+        w.manifest["n"] = 1
+        assert not (tmp_path / "out.txt").exists()  # nothing visible before the commit
+    assert (tmp_path / "out.txt").read_text() == "new" and (tmp_path / "dir").is_dir()
+    assert json.loads((tmp_path / "manifests/demo.json").read_text())["n"] == 1
+    assert not (tmp_path / "manifests/.demo.pending").exists()
+    assert foreign_outputs(tmp_path, "demo", ["out.txt"]) == []
+    with pytest.raises(ValueError):
+        with StageWriter(tmp_path, "demo", ["out.txt"]) as w:
+            w.path("undeclared.txt")
+
+
+def test_failed_stage_keeps_the_previous_outputs(tmp_path):
+    with StageWriter(tmp_path, "demo", ["out.txt"]) as w:
+        w.path("out.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with StageWriter(tmp_path, "demo", ["out.txt"]) as w:
+            w.path("out.txt").write_text("half")
+            raise RuntimeError("killed")
+    assert (tmp_path / "out.txt").read_text() == "old"
+    assert list((tmp_path / ".staging").iterdir()) == []
+
+
+def test_outputs_without_manifest_are_foreign(tmp_path):
+    (tmp_path / "ori_imgs").mkdir()
+    assert foreign_outputs(tmp_path, "ingest", ["ori_imgs", "aud.wav"]) == ["ori_imgs"]
+
+
+def test_one_run_per_person_and_persons_in_parallel(tmp_path):
+    inside = threading.Event()
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def hold(person):
+        try:
+            with person_lock(tmp_path / person):
+                inside.set()
+                release.wait(5)
+        except BaseException as e:  # collected for the assertions below
+            errors.append(e)
+
+    t = threading.Thread(target=hold, args=("alice",))
+    t.start()
+    assert inside.wait(5)
+    with pytest.raises(RadNerfError, match="being processed by another run"):
+        with person_lock(tmp_path / "alice"):
+            pass
+    with person_lock(tmp_path / "bob"):  # another person is not blocked
+        pass
+    release.set()
+    t.join()
+    assert errors == []
+    with person_lock(tmp_path / "alice"):  # free again once the first run ends
+        pass
