@@ -4,10 +4,13 @@ The C++ source (``csrc/grid_cpu.cpp``) is compiled with the system compiler by
 ``torch.utils.cpp_extension.load`` the first time a CPU grid runs, never at
 import. The build is cached per user (``$RADNERF_EXTENSIONS_DIR``, else
 ``$XDG_CACHE_HOME/radnerf/extensions`` or ``~/.cache/radnerf/extensions``)
-in a folder named after the torch version, the source hash and the CPU's
-instruction-set flags, so a cache shared between different machines never
-runs code compiled for another CPU. If the build fails, :func:`load_extension`
-returns None, warns once, and callers fall back to the plain PyTorch path.
+in a folder named after the torch version, a hash of the sources and compiler
+flags, and the CPU's instruction-set flags, so a cache shared between different
+machines never runs code compiled for another CPU. It is built with OpenMP
+(which is what makes it use ``torch.get_num_threads()`` threads at all) and
+falls back to a single-threaded build if the compiler has no OpenMP. If the
+build fails, :func:`load_extension` returns None, warns once, and callers fall
+back to the plain PyTorch path.
 
 Supported by the kernel: D in {2, 3}, F in {1, 2, 4, 8}, float32 and float64,
 gradients with respect to the table and (on request) the input points.

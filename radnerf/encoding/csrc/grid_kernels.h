@@ -33,9 +33,10 @@ namespace radnerf_grid {
 
 constexpr uint32_t kPrimes[7] = {1u, 2654435761u, 805459861u, 3674653429u,
                                  2097192037u, 1434869437u, 2165219737u};
-// Points located together. Also the prefetch distance: 64 points x 4 lines
-// (3D) stay well inside the 48 KB L1 until they are used.
-constexpr int kChunk = 64;
+// Points located together, which is also the prefetch distance in points.
+// Measured: 32 and 48 beat 64 and 96 (the prefetched lines of a longer chunk
+// start to leave L1 before they are used).
+constexpr int kChunk = 32;
 
 // Round n up to whole chunks: dimension-major point copies are padded to this
 // length (with zeros, which are in range) so a chunk never reads past the end.
@@ -75,6 +76,22 @@ void points_dim_major(const T* __restrict__ x, T* __restrict__ xt, int64_t strid
       for (int64_t b = N; b < stride; ++b) xt[d * stride + b] = 0;
 }
 
+// 1 when x is outside [0, 1] or NaN, else 0 (-0 is inside, as -0 >= 0).
+// Float comparisons in a reduction compile to scalar compares (they may trap
+// on NaN); the same test on the bit pattern vectorizes: non-negative floats
+// order like their bits, and NaN, infinities and negatives all compare above
+// the bits of 1.
+inline uint32_t outside_unit(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  return (uint32_t)((u > 0x3F800000u) & (u != 0x80000000u));
+}
+inline uint32_t outside_unit(double x) {
+  uint64_t u;
+  std::memcpy(&u, &x, sizeof(u));
+  return (uint32_t)((u > 0x3FF0000000000000ull) & (u != 0x8000000000000000ull));
+}
+
 // Corner indices and weights of kChunk points in one level. Corner c takes the
 // upper vertex in dimension d when bit d of c is set, as in tiny-cuda-nn.
 template <typename T, int D>
@@ -82,7 +99,9 @@ struct Chunk {
   static constexpr int C = 1 << D;
   uint32_t idx[C][kChunk];
   T w[C][kChunk];
-  T frac[D][kChunk];
+  // wd[d][b][k]: dimension d's interpolation factor for vertex v_d + b, i.e.
+  // 1 - frac (b = 0) or frac (b = 1); the input gradient needs them again.
+  T wd[D][2][kChunk];
   bool inside[kChunk];  // point in [0, 1]^D (only filled when zero_oob)
   bool all_inside;      // every point of the chunk in [0, 1]^D
 
@@ -91,10 +110,8 @@ struct Chunk {
   inline void locate(const T* __restrict__ xt, int64_t stride, const Level& lv, T pos_offset,
                      bool zero_oob) {
     const T scale = (T)lv.scale;
-    // part[d][b][k]: dimension d's contribution to the index for vertex v_d + b;
-    // wd[d][b][k]: its interpolation factor (1 - frac or frac).
+    // part[d][b][k]: dimension d's contribution to the index for vertex v_d + b.
     alignas(64) uint32_t part[D][2][kChunk];
-    alignas(64) T wd[D][2][kChunk];
     bool in_range = true;
     if (zero_oob)
       for (int k = 0; k < kChunk; ++k) inside[k] = true;
@@ -102,12 +119,12 @@ struct Chunk {
     for (int d = 0; d < D; ++d) {
       const T* __restrict__ xs = xt + d * stride;
       const uint32_t mul = HASH ? kPrimes[d] : lv.strides[d];
-      // Written so that NaN counts as out of range.
-      bool dim_in_range = true;
-      for (int k = 0; k < kChunk; ++k) dim_in_range &= (xs[k] >= 0) & (xs[k] <= 1);
+      uint32_t outside = 0;
+      for (int k = 0; k < kChunk; ++k) outside |= outside_unit(xs[k]);
+      const bool dim_in_range = outside == 0;
       in_range = in_range && dim_in_range;
       if (zero_oob && !dim_in_range)
-        for (int k = 0; k < kChunk; ++k) inside[k] = inside[k] && xs[k] >= 0 && xs[k] <= 1;
+        for (int k = 0; k < kChunk; ++k) inside[k] = inside[k] && !outside_unit(xs[k]);
 #pragma omp simd
       for (int k = 0; k < kChunk; ++k) {
         // One rounding, like fmaf(scale, x, 0.5f) in tiny-cuda-nn.
@@ -117,7 +134,6 @@ struct Chunk {
         const int32_t t = (int32_t)pos;
         const int32_t v = t - (int32_t)((T)t > pos);
         const T fr = pos - (T)v;
-        frac[d][k] = fr;
         wd[d][0][k] = (T)1 - fr;
         wd[d][1][k] = fr;
         part[d][0][k] = (uint32_t)v * mul;
@@ -139,7 +155,8 @@ struct Chunk {
 #pragma GCC unroll 8
     for (int d = 1; d < D; ++d) {
       const int half = 1 << d;
-      // Upper half first, so the lower half's inputs are still intact.
+      // Corner c of the first d dimensions becomes corner c (lower vertex in
+      // dimension d) and corner c + half (upper vertex), both read before written.
 #pragma GCC unroll 8
       for (int c = 0; c < half; ++c) {
 #pragma omp simd
@@ -192,6 +209,43 @@ struct Chunk {
   }
 };
 
+// e[f] += w * g[f] for f < F: one multiply and one add per feature, rounded
+// as written. GCC and Clang do the F features as one short vector (their
+// loop vectorizer leaves this scalar); elsewhere, a plain loop.
+template <typename T, int F>
+inline void add_scaled(T* __restrict__ e, T w, const T* __restrict__ g) {
+#if defined(__GNUC__)
+  typedef T V __attribute__((vector_size(sizeof(T) * F)));
+  V ev, gv;
+  std::memcpy(&ev, e, sizeof(V));
+  std::memcpy(&gv, g, sizeof(V));
+  ev += w * gv;
+  std::memcpy(e, &ev, sizeof(V));
+#else
+  for (int f = 0; f < F; ++f) e[f] += w * g[f];
+#endif
+}
+
+// 0 + e[0] g[0] + e[1] g[1] + ..., summed in that order; the products as
+// one short vector where the compiler has them (the sum order is unchanged).
+template <typename T, int F>
+inline T dot(const T* __restrict__ e, const T* __restrict__ g) {
+#if defined(__GNUC__)
+  typedef T V __attribute__((vector_size(sizeof(T) * F)));
+  V ev, gv;
+  std::memcpy(&ev, e, sizeof(V));
+  std::memcpy(&gv, g, sizeof(V));
+  const V p = ev * gv;
+  T sum = 0;
+  for (int f = 0; f < F; ++f) sum += p[f];
+  return sum;
+#else
+  T sum = 0;
+  for (int f = 0; f < F; ++f) sum += e[f] * g[f];
+  return sum;
+#endif
+}
+
 // out[b * out_stride + f] = sum_c w_c * table[idx_c * F + f], for b in [b0, b1).
 // xt: dimension-major points (row stride xt_stride), indexed by absolute point.
 template <typename T, int D, int F, bool HASH>
@@ -210,16 +264,16 @@ void forward_level(const T* __restrict__ xt, int64_t xt_stride, const T* __restr
     if (has_next) next.template locate<HASH>(xt + s + kChunk, xt_stride, lv, pos_offset, zero_oob);
     const int n = (int)std::min<int64_t>(kChunk, b1 - s);
     const bool mask_oob = zero_oob && !ch.all_inside;
+    // The last chunk "prefetches" its own, already cached, lines: cheaper
+    // than testing for a next chunk at every point.
+    const Chunk<T, D>& pf = has_next ? next : ch;
     for (int k = 0; k < n; ++k) {
-      if (has_next) next.template prefetch<F, 0>(table, k);
+      pf.template prefetch<F, 0>(table, k);
       T acc[F];
       for (int f = 0; f < F; ++f) acc[f] = 0;
 #pragma GCC unroll 8
-      for (int c = 0; c < C; ++c) {
-        const T* e = table + (int64_t)ch.idx[c][k] * F;
-        const T wc = ch.w[c][k];
-        for (int f = 0; f < F; ++f) acc[f] += wc * e[f];
-      }
+      for (int c = 0; c < C; ++c)
+        add_scaled<T, F>(acc, ch.w[c][k], table + (int64_t)ch.idx[c][k] * F);
       T* o = out + (s + k) * out_stride;
       if (mask_oob && !ch.inside[k])
         for (int f = 0; f < F; ++f) acc[f] = 0;
@@ -228,20 +282,18 @@ void forward_level(const T* __restrict__ xt, int64_t xt_stride, const T* __restr
   }
 }
 
-// Table gradient of one level over all N points (the caller owns the level,
-// so no other thread touches grad_table), plus, when gx is not null, this
-// level's share of the input gradient added into gx[b * D + d].
-// grad_out[b * grad_stride + f] is this level's output gradient of point b.
-template <typename T, int D, int F, bool HASH>
-void backward_level(const T* __restrict__ grad_out, int64_t grad_stride, const T* __restrict__ xt,
-                    int64_t xt_stride, const T* __restrict__ table, T* __restrict__ grad_table,
-                    T* __restrict__ gx, int64_t N, const Level& lv, T pos_offset, bool zero_oob) {
+// One level's backward with the input gradient compiled in or out (GX), so
+// the table-gradient-only loop carries no per-point test for it.
+template <typename T, int D, int F, bool HASH, bool GX>
+void backward_level_impl(const T* __restrict__ grad_out, int64_t grad_stride,
+                         const T* __restrict__ xt, int64_t xt_stride, const T* __restrict__ table,
+                         T* __restrict__ grad_table, T* __restrict__ gx, int64_t gx_stride,
+                         int64_t N, const Level& lv, T pos_offset, bool zero_oob) {
   constexpr int C = 1 << D;
   const T scale = (T)lv.scale;
-  // Zeroed right before the scatter, so the level's gradient is still cached.
-  std::memset(grad_table, 0, sizeof(T) * (size_t)lv.size * F);
-  if (N <= 0) return;
   Chunk<T, D> chunks[2];
+  // <table[idx_c], g> per corner and point, for the input gradient.
+  alignas(64) T dots[GX ? C : 1][kChunk];
   chunks[0].template locate<HASH>(xt, xt_stride, lv, pos_offset, zero_oob);
   int cur = 0;
   for (int64_t s = 0; s < N; s += kChunk, cur ^= 1) {
@@ -249,45 +301,81 @@ void backward_level(const T* __restrict__ grad_out, int64_t grad_stride, const T
     Chunk<T, D>& next = chunks[cur ^ 1];
     const bool has_next = s + kChunk < N;
     if (has_next) next.template locate<HASH>(xt + s + kChunk, xt_stride, lv, pos_offset, zero_oob);
+    // The last chunk "prefetches" its own, already cached, lines: cheaper
+    // than testing for a next chunk at every point.
+    const Chunk<T, D>& pf = has_next ? next : ch;
     const int n = (int)std::min<int64_t>(kChunk, N - s);
     const bool mask_oob = zero_oob && !ch.all_inside;
+    const T* __restrict__ gs = grad_out + s * grad_stride;
     for (int k = 0; k < n; ++k) {
-      if (has_next) {
-        next.template prefetch<F, 1>(grad_table, k);
-        if (gx) next.template prefetch<F, 0>(table, k);
+      pf.template prefetch<F, 1>(grad_table, k);
+      if (GX) pf.template prefetch<F, 0>(table, k);
+      if (mask_oob && !ch.inside[k]) {
+        // No gradient at all; zero dots make its input-gradient term +-0,
+        // and adding that to a sum that started at +0 changes nothing.
+        if (GX)
+          for (int c = 0; c < C; ++c) dots[c][k] = 0;
+        continue;
       }
-      if (mask_oob && !ch.inside[k]) continue;
-      const T* g = grad_out + (s + k) * grad_stride;
       T gk[F];
-      for (int f = 0; f < F; ++f) gk[f] = g[f];
+      for (int f = 0; f < F; ++f) gk[f] = gs[k * grad_stride + f];
 #pragma GCC unroll 8
-      for (int c = 0; c < C; ++c) {
-        T* ge = grad_table + (int64_t)ch.idx[c][k] * F;
-        const T wc = ch.w[c][k];
-        for (int f = 0; f < F; ++f) ge[f] += wc * gk[f];
-      }
-      if (gx) {
-        // d out / d x_d = scale * sum_c (d w_c / d frac_d) <table[idx_c], g>,
-        // where d w_c / d frac_d is +/- the product of the other dims' factors.
-        T dx[D];
-        for (int d = 0; d < D; ++d) dx[d] = 0;
+      for (int c = 0; c < C; ++c)
+        add_scaled<T, F>(grad_table + (int64_t)ch.idx[c][k] * F, ch.w[c][k], gk);
+      if (GX) {
 #pragma GCC unroll 8
         for (int c = 0; c < C; ++c) {
-          const T* e = table + (int64_t)ch.idx[c][k] * F;
-          T dot = 0;
-          for (int f = 0; f < F; ++f) dot += e[f] * gk[f];
-          for (int d = 0; d < D; ++d) {
-            T dw = ((c >> d) & 1) ? (T)1 : (T)-1;
-            for (int j = 0; j < D; ++j) {
-              if (j == d) continue;
-              dw *= ((c >> j) & 1) ? ch.frac[j][k] : (T)1 - ch.frac[j][k];
-            }
-            dx[d] += dw * dot;
-          }
+          dots[c][k] = dot<T, F>(table + (int64_t)ch.idx[c][k] * F, gk);
         }
-        for (int d = 0; d < D; ++d) gx[(s + k) * D + d] += dx[d] * scale;
       }
     }
+    if (GX) {
+      // d out / d x_d = scale * sum_c (d w_c / d frac_d) <table[idx_c], g>,
+      // where d w_c / d frac_d is +/- the product of the other dimensions'
+      // factors, in dimension order. Done here, SIMD across the chunk's points,
+      // rather than per point inside the scatter loop.
+#pragma GCC unroll 8
+      for (int d = 0; d < D; ++d) {
+        T* __restrict__ gxd = gx + d * gx_stride + s;
+#pragma omp simd
+        for (int k = 0; k < kChunk; ++k) {
+          T acc = 0;
+#pragma GCC unroll 8
+          for (int c = 0; c < C; ++c) {
+            T dw = ((c >> d) & 1) ? (T)1 : (T)-1;
+#pragma GCC unroll 8
+            for (int j = 0; j < D; ++j)
+              if (j != d) dw *= ch.wd[j][(c >> j) & 1][k];
+            acc += dw * dots[c][k];
+          }
+          gxd[k] += acc * scale;
+        }
+      }
+    }
+  }
+}
+
+// Table gradient of one level over all N points (the caller owns the level,
+// so no other thread touches grad_table), plus, when gx is not null, this
+// level's share of the input gradient added into gx[d * gx_stride + b]
+// (dimension-major, at least padded_points(N) long per dimension).
+// grad_out[b * grad_stride + f] is this level's output gradient of point b.
+template <typename T, int D, int F, bool HASH>
+void backward_level(const T* __restrict__ grad_out, int64_t grad_stride, const T* __restrict__ xt,
+                    int64_t xt_stride, const T* __restrict__ table, T* __restrict__ grad_table,
+                    T* __restrict__ gx, int64_t gx_stride, int64_t N, const Level& lv,
+                    T pos_offset, bool zero_oob) {
+  // Zeroed right before the scatter, so the level's gradient is still cached.
+  std::memset(grad_table, 0, sizeof(T) * (size_t)lv.size * F);
+  if (N <= 0) return;
+  if (gx) {
+    backward_level_impl<T, D, F, HASH, true>(grad_out, grad_stride, xt, xt_stride, table,
+                                             grad_table, gx, gx_stride, N, lv, pos_offset,
+                                             zero_oob);
+  } else {
+    backward_level_impl<T, D, F, HASH, false>(grad_out, grad_stride, xt, xt_stride, table,
+                                              grad_table, nullptr, gx_stride, N, lv, pos_offset,
+                                              zero_oob);
   }
 }
 
