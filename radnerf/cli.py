@@ -10,10 +10,9 @@ and a non-zero exit. Heavy imports happen inside the commands, so
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from radnerf import __version__
@@ -54,11 +53,6 @@ def _commands() -> dict[str, Stage]:
 
 
 STAGES = _commands()
-
-
-def _resolve(target: str) -> Callable:
-    module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -169,11 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "weights":
             return _weights(args)
         _check_overrides(args.overrides)
+        from radnerf import pipeline
         from radnerf.config import load_config
 
         stage = STAGES.get(args.command)
         if stage is not None and stage.takes == "overrides":
-            result = _resolve(stage.target)(list(args.overrides))
+            result = pipeline.resolve(stage.target)(list(args.overrides))
         else:
             cfg = load_config(args.overrides)
             if stage is None:  # `radnerf config`
@@ -181,14 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
                 return 0
-            from radnerf import pipeline
-
             if args.command in pipeline.BY_NAME:
                 report = pipeline.run_stage(pipeline.BY_NAME[args.command], cfg)
                 state = "up to date" if report.skipped else f"done in {report.seconds:.1f} s"
                 print(f"{args.command}: {state} -> {report.output}")
                 return 0
-            result = _resolve(stage.target)(cfg)
+            result = pipeline.resolve(stage.target)(cfg)
         summary = getattr(result, "summary", None)
         if callable(summary):
             print(summary())

@@ -34,8 +34,7 @@ class Stage:
     example: str
 
     def function(self) -> Callable[[RadNerfConfig], Any]:
-        module, func = self.target.split(":")
-        return getattr(importlib.import_module(module), func)
+        return resolve(self.target)
 
     def manifest(self, cfg: RadNerfConfig) -> Path:
         """The manifest the stage writes for ``cfg.person``."""
@@ -47,33 +46,35 @@ class Stage:
         return paths.manifest(self.name)
 
 
-def _p(name: str, target: str, help: str, example: str) -> Stage:
-    return Stage(name, target, help, example)
+def resolve(target: str) -> Callable:
+    """The function ``module:function`` names, imported on first use (imports stay cheap)."""
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 STAGES: list[Stage] = [
-    _p("ingest", "radnerf.preprocess.ingest:ingest",
+    Stage("ingest", "radnerf.preprocess.ingest:ingest",
        "decode a video into 25 fps frames and aligned 16 kHz mono audio",
        "radnerf ingest person=alice video=alice.mp4 [audio=speech.wav] [ingest.size=512]"),
-    _p("landmarks", "radnerf.preprocess.landmarks:landmarks",
+    Stage("landmarks", "radnerf.preprocess.landmarks:landmarks",
        "68-point landmarks per frame (dlib | fan | mediapipe), gaps filled and flagged",
        "radnerf landmarks person=alice [preprocess.landmarks=fan]"),
-    _p("parse", "radnerf.preprocess.parsing:parse",
+    Stage("parse", "radnerf.preprocess.parsing:parse",
        "head / neck / torso / background parsing per frame (offline | bisenet)",
        "radnerf parse person=alice [preprocess.parsing=bisenet]"),
-    _p("background", "radnerf.preprocess.background:background",
+    Stage("background", "radnerf.preprocess.background:background",
        "the static background image bc.jpg",
        "radnerf background person=alice"),
-    _p("torso", "radnerf.preprocess.torso:torso",
+    Stage("torso", "radnerf.preprocess.torso:torso",
        "frames on the background (gt_imgs) and RGBA torso images with the neck in-painted",
        "radnerf torso person=alice"),
-    _p("regions", "radnerf.preprocess.regions:regions",
+    Stage("regions", "radnerf.preprocess.regions:regions",
        "eye-area ratio, face and lip rectangles per frame (regions.csv)",
        "radnerf regions person=alice"),
-    _p("track", "radnerf.preprocess.tracking:track",
+    Stage("track", "radnerf.preprocess.tracking:track",
        "head pose per frame and camera intrinsics from the landmarks (transforms_*.json)",
        "radnerf track person=alice [track.focal=1200]"),
-    _p("audio", "radnerf.audio:extract_person_features",
+    Stage("audio", "radnerf.audio:extract_person_features",
        "per-frame audio feature windows aud_<name>.npy (offline | wav2vec2 | hubert)",
        "radnerf audio person=alice [audio_features=hubert]"),
 ]

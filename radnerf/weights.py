@@ -12,7 +12,6 @@ fetches it and the offline alternative.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from radnerf.errors import ConfigError, MissingWeightsError
+from radnerf.stage_io import sha256_file
 
 
 @dataclass(frozen=True)
@@ -201,20 +201,12 @@ def require(name: str, weights_dir: Optional[str] = None) -> Path:
     )
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify(name: str, path: Path) -> Optional[bool]:
     """True/False when the file's sha256 matches the known prefix; None when none is known."""
     s = spec(name)
     if s.sha256_prefix is None or path.is_dir():
         return None
-    return sha256_of(path).startswith(s.sha256_prefix)
+    return sha256_file(path).startswith(s.sha256_prefix)
 
 
 def _download(url: str, dest: Path, timeout: float = 30.0) -> None:

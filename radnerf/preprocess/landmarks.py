@@ -370,7 +370,7 @@ def _commit(paths: PersonPaths, points: np.ndarray, manifest: dict) -> None:
     ``ori_imgs`` belongs to ingest, so the files cannot arrive as one folder
     rename; the pending marker tells a later run that a crash happened here.
     """
-    staging = paths.root / ".staging"
+    staging = paths.staging
     staging.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{STAGE}-", dir=staging))
     try:
@@ -381,7 +381,7 @@ def _commit(paths: PersonPaths, points: np.ndarray, manifest: dict) -> None:
         with contextlib.suppress(FileNotFoundError):
             paths.manifest(STAGE).unlink()
         for i in range(len(points)):
-            os.replace(tmp / f"{i}.lms", paths.ori_imgs / f"{i}.lms")
+            os.replace(tmp / f"{i}.lms", paths.lms(i))
         write_json_atomic(paths.manifest(STAGE), manifest)
         pending.unlink()
     finally:
@@ -399,7 +399,7 @@ def load_landmarks(paths: PersonPaths, n: int | None = None) -> np.ndarray:
     n = common.frame_count(paths) if n is None else n
     out = np.empty((n, 68, 2))
     for i in range(n):
-        f = paths.ori_imgs / f"{i}.lms"
+        f = paths.lms(i)
         if not f.exists():
             raise InputError(f"{f} is missing", hint=f"run `radnerf landmarks person={paths.root.name}` first")
         out[i] = np.loadtxt(f).reshape(68, 2)

@@ -564,7 +564,7 @@ def _load_landmarks(paths: PersonPaths, n: int) -> tuple[np.ndarray, np.ndarray]
 
     lms = np.full((n, 68, 2), np.nan)
     for i in range(n):
-        f = paths.ori_imgs / f"{i}.lms"
+        f = paths.lms(i)
         if f.exists():
             lms[i] = np.loadtxt(f).reshape(68, 2)
     detected = np.isfinite(lms).all(axis=(1, 2))
@@ -647,7 +647,7 @@ def track(cfg: Any) -> Path:
         if lm_manifest is not None and lm_manifest.get("fingerprint"):
             upstream = {"landmarks": str(lm_manifest["fingerprint"])}
         else:
-            files = [paths.ori_imgs / f"{i}.lms" for i in range(n)]
+            files = [paths.lms(i) for i in range(n)]
             if not any(f.exists() for f in files):
                 raise InputError(
                     f"no landmarks in {paths.ori_imgs}", hint=f"run `radnerf landmarks person={paths.root.name}` first"
