@@ -82,9 +82,7 @@ class PersonRun:
 
     def summary(self) -> str:
         lines = [f"person {self.person}:"]
-        for name, rep in self.stages.items():
-            state = "up to date" if rep["skipped"] else "done"
-            lines.append(f"  {name:<11} {state:<10} {rep['seconds']:6.1f} s  {rep['output']}")
+        lines += [pipeline.report_line(rep) for rep in self.stages.values()]
         if self.not_built:
             lines.append(f"  not built yet: {', '.join(self.not_built)}")
         return "\n".join(lines)
@@ -94,9 +92,8 @@ def run_pipeline(cfg: RadNerfConfig) -> PersonRun:
     """Run every built stage for ``cfg.person`` in order, each as a task, recorded in MLflow."""
     config = to_container(cfg)
     run = PersonRun(person=cfg.person or "?", not_built=list(pipeline.PLANNED))
-    names = pipeline.PREPROCESS if cfg.video else pipeline.PREPROCESS[1:]
     with pipeline_run(cfg, name=f"person/{cfg.person}") as mlrun:
-        for name in names:
+        for name in pipeline.stages_to_run(cfg):
             report = run_stage(name, config, return_state=True).result()
             run.stages[name] = report
             if mlrun is not None:

@@ -130,16 +130,23 @@ def run_stage(stage: Stage, cfg: RadNerfConfig) -> StageReport:
     return StageReport(stage.name, skipped, seconds, output, _numbers(manifest))
 
 
+def report_line(report: dict) -> str:
+    """One summary line of a :class:`StageReport` (as a dict, the form Prefect passes around)."""
+    state = "up to date" if report["skipped"] else "done"
+    return f"  {report['stage']:<11} {state:<10} {report['seconds']:6.1f} s  {report['output']}"
+
+
+def stages_to_run(cfg: RadNerfConfig) -> list[str]:
+    """Every built stage, from ingestion when ``cfg.video`` is given, else from the frames already ingested."""
+    return PREPROCESS if cfg.video else PREPROCESS[1:]
+
+
 @dataclass
 class PreprocessResult:
     reports: list[StageReport]
 
     def summary(self) -> str:
-        lines = []
-        for r in self.reports:
-            state = "up to date" if r.skipped else "done"
-            lines.append(f"  {r.stage:<11} {state:<10} {r.seconds:6.1f} s  {r.output}")
-        return "\n".join(lines)
+        return "\n".join(report_line(asdict(r)) for r in self.reports)
 
 
 def preprocess(cfg: RadNerfConfig) -> PreprocessResult:
@@ -147,5 +154,4 @@ def preprocess(cfg: RadNerfConfig) -> PreprocessResult:
 
     With ``video=PATH`` it starts from ingestion; without, from the frames already ingested.
     """
-    names = PREPROCESS if cfg.video else PREPROCESS[1:]
-    return PreprocessResult([run_stage(BY_NAME[n], cfg) for n in names])
+    return PreprocessResult([run_stage(BY_NAME[n], cfg) for n in stages_to_run(cfg)])
