@@ -50,6 +50,18 @@ def read_manifest(path: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def up_to_date(root: str | Path, stage: str, fingerprint: str, outputs: Sequence[str]) -> bool:
+    """True when ``stage`` finished with inputs and settings whose fingerprint is ``fingerprint``
+    and all its ``outputs`` (paths relative to ``root``) are still there: a re-run has nothing to do."""
+    root = Path(root)
+    manifest = read_manifest(root / "manifests" / f"{stage}.json")
+    return (
+        manifest is not None
+        and manifest.get("fingerprint") == fingerprint
+        and all((root / o).exists() for o in outputs)
+    )
+
+
 def write_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file and ``os.replace``."""
     path = Path(path)

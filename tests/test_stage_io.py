@@ -68,3 +68,16 @@ def test_one_run_per_person_and_persons_in_parallel(tmp_path):
     assert errors == []
     with person_lock(tmp_path / "alice"):  # free again once the first run ends
         pass
+
+
+def test_up_to_date_needs_the_same_fingerprint_and_every_output(tmp_path):
+    from radnerf.stage_io import up_to_date
+
+    assert not up_to_date(tmp_path, "demo", "fp1", ["out.txt"])  # never ran
+    with StageWriter(tmp_path, "demo", ["out.txt"]) as w:
+        w.path("out.txt").write_text("x")
+        w.manifest["fingerprint"] = "fp1"
+    assert up_to_date(tmp_path, "demo", "fp1", ["out.txt"])
+    assert not up_to_date(tmp_path, "demo", "fp2", ["out.txt"])  # inputs or settings changed
+    (tmp_path / "out.txt").unlink()
+    assert not up_to_date(tmp_path, "demo", "fp1", ["out.txt"])  # an output was deleted

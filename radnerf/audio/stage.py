@@ -28,6 +28,7 @@ from radnerf.stage_io import (
     read_manifest,
     sha256_file,
     sha256_json,
+    up_to_date,
 )
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,7 @@ def extract_person_features(cfg: Any) -> Path:
     audio_sha = sha256_file(wav)
     fingerprint = sha256_json({"audio": audio_sha, "settings": settings})
     with person_lock(paths.root):
-        old = read_manifest(paths.manifest(stage))
-        if old is not None and old.get("fingerprint") == fingerprint and (paths.root / out_name).exists():
+        if up_to_date(paths.root, stage, fingerprint, [out_name]):
             log.info("audio: %s is up to date, nothing to do", paths.root / out_name)
             return paths.root / out_name
         foreign = foreign_outputs(paths.root, stage, [out_name])

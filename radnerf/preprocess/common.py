@@ -28,6 +28,7 @@ from radnerf.stage_io import (
     read_manifest,
     sha256_file,
     sha256_json,
+    up_to_date,
     write_json_atomic,
 )
 
@@ -128,12 +129,8 @@ def fingerprint(stage: str, upstream: dict[str, str], settings: Any) -> str:
 
 
 def is_done(paths: PersonPaths, stage: str, fp: str, outputs: Sequence[str]) -> bool:
-    manifest = read_manifest(paths.manifest(stage))
-    return (
-        manifest is not None
-        and manifest.get("fingerprint") == fp
-        and all((paths.root / o).exists() for o in outputs)
-    )
+    """:func:`radnerf.stage_io.up_to_date` for a person's folder."""
+    return up_to_date(paths.root, stage, fp, outputs)
 
 
 def adopt_foreign(paths: PersonPaths, stage: str, outputs: Sequence[str], overwrite: bool) -> bool:

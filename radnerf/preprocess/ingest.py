@@ -38,6 +38,7 @@ from radnerf.stage_io import (
     read_manifest,
     sha256_file,
     sha256_json,
+    up_to_date,
 )
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ def ingest(cfg: RadNerfConfig) -> IngestResult:
                 f"{paths.root} already holds {', '.join(foreign)} that radnerf did not write",
                 hint="use that dataset as it is, choose another person=NAME, or add overwrite=true",
             )
-        if old is not None and old.get("fingerprint") == fingerprint and all((paths.root / n).exists() for n in OUTPUTS):
+        if old is not None and up_to_date(paths.root, STAGE, fingerprint, OUTPUTS):
             log.info("ingest: %s is up to date (%d frames), nothing to do", paths.root, old["frames"])
             return _result(paths, old, skipped=True)
 

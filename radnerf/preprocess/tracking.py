@@ -632,6 +632,7 @@ def track(cfg: Any) -> Path:
         read_manifest,
         sha256_file,
         sha256_json,
+        up_to_date,
         write_json_atomic,
     )
 
@@ -658,8 +659,7 @@ def track(cfg: Any) -> Path:
             upstream["regions"] = sha256_file(regions)
         fp = sha256_json({"stage": STAGE, "inputs": upstream, "settings": asdict(c), "size": [width, height],
                           "version": ALGORITHM_VERSION})
-        old = read_manifest(paths.manifest(STAGE))
-        if old is not None and old.get("fingerprint") == fp and all((paths.root / o).exists() for o in OUTPUTS):
+        if up_to_date(paths.root, STAGE, fp, OUTPUTS):
             log.info("track: %s is up to date, nothing to do", paths.root)
             return paths.root
 
