@@ -235,7 +235,7 @@ class FusedGridFunction(torch.autograd.Function):
         else:
             grad_params = torch.empty_like(params)
         grad_x = ext.grid_backward(
-            grad_out.contiguous(),
+            grad_out,  # row-major or the forward's feature-major layout, both read as they are
             x,
             params,
             grad_params,
@@ -260,6 +260,10 @@ def grid_encode_fused(
         grad_buffer: reused storage for the table gradient (None: allocate each step).
 
     Returns:
-        [N, L * F] features, level-major.
+        [N, L * F] features, level-major (column ``l * F + f``), as the
+        transpose of a contiguous [L * F, N] buffer: strides (1, N). Torch ops
+        take it as it is (use ``reshape``, not ``view``, to change its shape);
+        a Linear layer reads it without a copy, and its backward hands back a
+        gradient in the same layout, which the backward here reads in place.
     """
     return FusedGridFunction.apply(x, params, layout, grad_buffer)

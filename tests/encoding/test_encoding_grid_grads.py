@@ -70,6 +70,55 @@ def test_fused_equals_plain_float32(dim, grid_type):
 
 
 @pytest.mark.usefixtures("fused_ext")
+@pytest.mark.parametrize("consumer", ["linear", "cat", "rows", "sum"])
+def test_fused_gradients_in_every_layout_the_consumer_hands_back(consumer):
+    # The fused forward returns a transposed view of a feature-major buffer; a
+    # Linear layer's backward then hands back a feature-major gradient, a
+    # torch.cat a column slice of a wider row-major one, .sum() an expanded
+    # one. Every layout must give the plain path's gradients.
+    layout = grid_layout(2, 6, 2, 8, 10, desired_resolution=300, grid_type="tiled")
+    g = torch.Generator().manual_seed(5)
+    n = 700
+    x = torch.rand(n, 2, generator=g).requires_grad_()
+    p = ((torch.rand(layout.n_params, generator=g) * 2 - 1) * 1e-2).requires_grad_()
+    lin = torch.nn.Linear(layout.output_dim, 5)
+    other = torch.randn(n, 3, generator=g)
+    up_rows = torch.randn(n, layout.output_dim, generator=g)
+
+    def loss(out):
+        if consumer == "linear":
+            return lin(out).square().sum()
+        if consumer == "cat":
+            return lin(torch.cat([out, other], dim=1)[:, : layout.output_dim]).square().sum()
+        if consumer == "rows":
+            return (out * up_rows).sum()
+        return out.sum()
+
+    out_fused = grid_encode_fused(x, p, layout)
+    assert out_fused.shape == (n, layout.output_dim)
+    assert out_fused.stride() == (1, n)  # feature-major memory, no transpose pass
+    gx_fused, gp_fused = torch.autograd.grad(loss(out_fused), (x, p))
+    gx_plain, gp_plain = torch.autograd.grad(loss(grid_encode_plain(x, p, layout)), (x, p))
+    torch.testing.assert_close(gp_fused, gp_plain, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gx_fused, gx_plain, rtol=1e-3, atol=1e-4)
+    assert gp_plain.abs().sum() > 0
+
+
+@pytest.mark.usefixtures("fused_ext")
+def test_linear_backward_hands_the_feature_major_layout_back():
+    # The claim behind reading the gradient in place: if torch ever changes
+    # this, the backward still works (it transposes), it is only slower.
+    layout = grid_layout(3, 4, 2, 8, 10, desired_resolution=64, grid_type="hash")
+    x = torch.rand(50, 3)
+    p = torch.zeros(layout.n_params, requires_grad=True)
+    out = grid_encode_fused(x, p, layout)
+    seen = []
+    out.register_hook(lambda grad: seen.append(grad.stride()))
+    torch.nn.Linear(layout.output_dim, 4)(out).sum().backward()
+    assert seen == [(1, 50)]
+
+
+@pytest.mark.usefixtures("fused_ext")
 def test_fused_without_input_grad_and_out_of_bounds_zero():
     layout = _layout(3, "tiled")
     x = torch.tensor([[0.2, 0.3, 0.4], [1.5, 0.3, 0.4]], dtype=torch.float64)

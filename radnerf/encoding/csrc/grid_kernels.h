@@ -246,11 +246,16 @@ inline T dot(const T* __restrict__ e, const T* __restrict__ g) {
 #endif
 }
 
-// out[b * out_stride + f] = sum_c w_c * table[idx_c * F + f], for b in [b0, b1).
+// out[f * feat_stride + b] = sum_c w_c * table[idx_c * F + f], for b in [b0, b1):
+// one contiguous run of points per feature, as in the caller's [L * F, N]
+// output (feature-major, returned to torch as a transposed [N, L * F] view).
+// Feature-major output means each level writes F sequential streams; rows of
+// [N, L * F] would touch a new cache line per point and level, or need a
+// transpose pass as long as a third of the whole forward.
 // xt: dimension-major points (row stride xt_stride), indexed by absolute point.
 template <typename T, int D, int F, bool HASH>
 void forward_level(const T* __restrict__ xt, int64_t xt_stride, const T* __restrict__ table,
-                   T* __restrict__ out, int64_t out_stride, int64_t b0, int64_t b1,
+                   T* __restrict__ out, int64_t feat_stride, int64_t b0, int64_t b1,
                    const Level& lv, T pos_offset, bool zero_oob) {
   constexpr int C = 1 << D;
   if (b0 >= b1) return;
@@ -274,10 +279,11 @@ void forward_level(const T* __restrict__ xt, int64_t xt_stride, const T* __restr
 #pragma GCC unroll 8
       for (int c = 0; c < C; ++c)
         add_scaled<T, F>(acc, ch.w[c][k], table + (int64_t)ch.idx[c][k] * F);
-      T* o = out + (s + k) * out_stride;
       if (mask_oob && !ch.inside[k])
         for (int f = 0; f < F; ++f) acc[f] = 0;
-      for (int f = 0; f < F; ++f) o[f] = acc[f];
+      // Scalar stores: staging the chunk and splitting it with vector loads
+      // stalls on store forwarding (wide loads of just-stored narrow values).
+      for (int f = 0; f < F; ++f) out[f * feat_stride + s + k] = acc[f];
     }
   }
 }
@@ -285,7 +291,7 @@ void forward_level(const T* __restrict__ xt, int64_t xt_stride, const T* __restr
 // One level's backward with the input gradient compiled in or out (GX), so
 // the table-gradient-only loop carries no per-point test for it.
 template <typename T, int D, int F, bool HASH, bool GX>
-void backward_level_impl(const T* __restrict__ grad_out, int64_t grad_stride,
+void backward_level_impl(const T* __restrict__ grad_out, int64_t grad_stride, int64_t grad_feat_stride,
                          const T* __restrict__ xt, int64_t xt_stride, const T* __restrict__ table,
                          T* __restrict__ grad_table, T* __restrict__ gx, int64_t gx_stride,
                          int64_t N, const Level& lv, T pos_offset, bool zero_oob) {
@@ -294,6 +300,10 @@ void backward_level_impl(const T* __restrict__ grad_out, int64_t grad_stride,
   Chunk<T, D> chunks[2];
   // <table[idx_c], g> per corner and point, for the input gradient.
   alignas(64) T dots[GX ? C : 1][kChunk];
+  // The chunk's output gradients, point-major (a copy when they are
+  // feature-major; used in place when they are point-major).
+  alignas(64) T gch[kChunk * F];
+  const bool point_major = grad_feat_stride == 1 && grad_stride == F;
   chunks[0].template locate<HASH>(xt, xt_stride, lv, pos_offset, zero_oob);
   int cur = 0;
   for (int64_t s = 0; s < N; s += kChunk, cur ^= 1) {
@@ -306,7 +316,13 @@ void backward_level_impl(const T* __restrict__ grad_out, int64_t grad_stride,
     const Chunk<T, D>& pf = has_next ? next : ch;
     const int n = (int)std::min<int64_t>(kChunk, N - s);
     const bool mask_oob = zero_oob && !ch.all_inside;
-    const T* __restrict__ gs = grad_out + s * grad_stride;
+    const T* gs = grad_out + s * F;
+    if (!point_major) {
+      for (int f = 0; f < F; ++f)
+        for (int k = 0; k < n; ++k)
+          gch[k * F + f] = grad_out[(s + k) * grad_stride + f * grad_feat_stride];
+      gs = gch;
+    }
     for (int k = 0; k < n; ++k) {
       pf.template prefetch<F, 1>(grad_table, k);
       if (GX) pf.template prefetch<F, 0>(table, k);
@@ -317,8 +333,7 @@ void backward_level_impl(const T* __restrict__ grad_out, int64_t grad_stride,
           for (int c = 0; c < C; ++c) dots[c][k] = 0;
         continue;
       }
-      T gk[F];
-      for (int f = 0; f < F; ++f) gk[f] = gs[k * grad_stride + f];
+      const T* gk = gs + k * F;
 #pragma GCC unroll 8
       for (int c = 0; c < C; ++c)
         add_scaled<T, F>(grad_table + (int64_t)ch.idx[c][k] * F, ch.w[c][k], gk);
@@ -359,9 +374,12 @@ void backward_level_impl(const T* __restrict__ grad_out, int64_t grad_stride,
 // so no other thread touches grad_table), plus, when gx is not null, this
 // level's share of the input gradient added into gx[d * gx_stride + b]
 // (dimension-major, at least padded_points(N) long per dimension).
-// grad_out[b * grad_stride + f] is this level's output gradient of point b.
+// grad_out[b * grad_stride + f * grad_feat_stride] is this level's output
+// gradient of point b: point-major (grad_stride F, grad_feat_stride 1) or
+// feature-major like the forward's output (1 and N).
 template <typename T, int D, int F, bool HASH>
-void backward_level(const T* __restrict__ grad_out, int64_t grad_stride, const T* __restrict__ xt,
+void backward_level(const T* __restrict__ grad_out, int64_t grad_stride, int64_t grad_feat_stride,
+                    const T* __restrict__ xt,
                     int64_t xt_stride, const T* __restrict__ table, T* __restrict__ grad_table,
                     T* __restrict__ gx, int64_t gx_stride, int64_t N, const Level& lv,
                     T pos_offset, bool zero_oob) {
@@ -369,11 +387,11 @@ void backward_level(const T* __restrict__ grad_out, int64_t grad_stride, const T
   std::memset(grad_table, 0, sizeof(T) * (size_t)lv.size * F);
   if (N <= 0) return;
   if (gx) {
-    backward_level_impl<T, D, F, HASH, true>(grad_out, grad_stride, xt, xt_stride, table,
+    backward_level_impl<T, D, F, HASH, true>(grad_out, grad_stride, grad_feat_stride, xt, xt_stride, table,
                                              grad_table, gx, gx_stride, N, lv, pos_offset,
                                              zero_oob);
   } else {
-    backward_level_impl<T, D, F, HASH, false>(grad_out, grad_stride, xt, xt_stride, table,
+    backward_level_impl<T, D, F, HASH, false>(grad_out, grad_stride, grad_feat_stride, xt, xt_stride, table,
                                               grad_table, nullptr, gx_stride, N, lv, pos_offset,
                                               zero_oob);
   }
