@@ -1,7 +1,9 @@
 """Speed of the grid encoders: plain per-level PyTorch loop vs the fused C++ kernel.
 
-Prints a markdown table (best of ``--repeats`` runs after a warm-up; the
-machine may be shared, so the best run is the one least disturbed). Rows:
+Prints a markdown table (best and median of ``--repeats`` timings per row
+after a warm-up; the rows take turns, one timing each per round, so that on a
+shared machine a busy spell slows one timing of every row rather than all
+timings of one row, and the best timing is the least disturbed). Rows:
 
 - the issue's 3D hash grid: 16 levels x 2 features, 2^19 table, 16 -> 2048,
   65,536 points uniform in the cube; forward, and forward + backward (table
@@ -33,21 +35,31 @@ from radnerf.encoding.grid_fused import load_extension
 _CLOCK = {"now": time.perf_counter}
 
 
-def _time(fn, repeats: int, sync=lambda: None) -> tuple[float, float]:
+def _time_round_robin(cases: list, repeats: list[int]) -> list[tuple[float, float]]:
+    """Best and median seconds of each ``(fn, sync)`` in ``cases``.
+
+    The cases take turns, one timing each per round (``repeats[i]`` rounds for
+    case i), so every case samples the whole run: on a shared machine a busy
+    minute then slows one timing of each case, not all timings of one case.
+    """
     now = _CLOCK["now"]
-    fn()
-    fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = now()
+    for fn, sync in cases:  # warm-up: build, caches, buffers
+        fn()
         fn()
         sync()
-        times.append(now() - t0)
-    return min(times), statistics.median(times)
+    times: list[list[float]] = [[] for _ in cases]
+    for r in range(max(repeats)):
+        for i, (fn, sync) in enumerate(cases):
+            if r >= repeats[i]:
+                continue
+            t0 = now()
+            fn()
+            sync()
+            times[i].append(now() - t0)
+    return [(min(t), statistics.median(t)) for t in times]
 
 
-def _case(layout, path, n, device, input_grad, backward, repeats, bound=1.0):
+def _case(layout, path, n, device, input_grad, backward, bound=1.0):
     enc = GridEncoder(layout, bound=bound, path=path).to(device)
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(n, layout.input_dim, generator=g) * 2 - 1).mul(bound).to(device)
@@ -64,10 +76,10 @@ def _case(layout, path, n, device, input_grad, backward, repeats, bound=1.0):
         out = enc(xi)
         out.backward(up)
 
-    return _time(fwd_bwd if backward else fwd, repeats, sync)
+    return (fwd_bwd if backward else fwd), sync
 
 
-def _tcnn_case(layout, n, repeats):
+def _tcnn_case(layout, n):
     from radnerf.encoding import TcnnGridEncoder
 
     enc = TcnnGridEncoder(layout)
@@ -78,7 +90,7 @@ def _tcnn_case(layout, n, repeats):
         enc.params.grad = None
         enc(x).backward(up)
 
-    return _time(fwd_bwd, repeats, torch.cuda.synchronize)
+    return fwd_bwd, torch.cuda.synchronize
 
 
 def main() -> None:
@@ -108,7 +120,6 @@ def main() -> None:
         ("2D+dx", "fwd+bwd"): 8.0,
     }
 
-    rows = []
     cases = [
         ("3D hash 16x2, 2^19", "3D", grid3d, "fwd", False, False),
         ("3D hash 16x2, 2^19", "3D", grid3d, "fwd+bwd", False, True),
@@ -116,32 +127,29 @@ def main() -> None:
         ("2D audio/torso tiled 16x2, 2^16", "2D", grid2d, "fwd+bwd", False, True),
         ("2D audio/torso tiled 16x2, 2^16", "2D+dx", grid2d, "fwd+bwd", True, True),
     ]
+    meta, timed, reps = [], [], []
     for name, kind, layout, pas, input_grad, backward in cases:
         paths = ([] if args.skip_plain else ["plain"]) + (["fused"] if fused else [])
         for path in paths:
-            reps = max(2, args.repeats // 3) if path == "plain" else args.repeats
-            best, med = _case(layout, path, n, "cpu", input_grad, backward, reps)
             label = "plain per-level PyTorch" if path == "plain" else "fused C++"
+            goal = goals.get((kind, pas)) if path == "fused" else None
             pas_label = pas + (" (+dx)" if input_grad else "")
-            rows.append(
-                (
-                    name,
-                    f"{label}, cpu x{args.threads}",
-                    pas_label,
-                    best,
-                    med,
-                    goals.get((kind, pas)) if path == "fused" else None,
-                )
-            )
+            meta.append((name, f"{label}, cpu x{args.threads}", pas_label, goal))
+            timed.append(_case(layout, path, n, "cpu", input_grad, backward))
+            reps.append(max(2, args.repeats // 3) if path == "plain" else args.repeats)
     if torch.cuda.is_available():
         for name, _kind, layout, pas, input_grad, backward in cases:
-            best, med = _case(layout, "plain", n, "cuda", input_grad, backward, args.repeats)
-            rows.append((name, "plain PyTorch, cuda", pas, best, med, None))
+            meta.append((name, "plain PyTorch, cuda", pas + (" (+dx)" if input_grad else ""), None))
+            timed.append(_case(layout, "plain", n, "cuda", input_grad, backward))
+            reps.append(args.repeats)
         from radnerf.encoding.grid import tcnn_status
 
         if tcnn_status()[0] is not None:
-            best, med = _tcnn_case(grid3d, n, args.repeats)
-            rows.append((cases[1][0], "tiny-cuda-nn, cuda", "fwd+bwd", best, med, None))
+            meta.append((cases[1][0], "tiny-cuda-nn, cuda", "fwd+bwd", None))
+            timed.append(_tcnn_case(grid3d, n))
+            reps.append(args.repeats)
+    results = _time_round_robin(timed, reps)
+    rows = [(*m[:3], best, med, m[3]) for m, (best, med) in zip(meta, results)]
 
     clock = "thread CPU time" if args.cpu_time else "wall time"
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())

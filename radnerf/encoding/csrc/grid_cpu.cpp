@@ -204,29 +204,35 @@ void backward_impl(const scalar_t* grad_out, bool rows_major, int64_t row_stride
   const int64_t S = radnerf_grid::padded_points(N);
   Scratch scratch;
   const int64_t gsize = rows_major ? L * N * F : 0;
-  scalar_t* gmaj = (scalar_t*)scratch.get(sizeof(scalar_t) * (size_t)(gsize + D * S));
+  // Input gradients: one dimension-major [D, S] buffer per thread (a thread
+  // owns levels, not points), summed at the end; only when asked for.
+  const int64_t psize = grad_x ? (int64_t)nthreads * D * S : 0;
+  scalar_t* gmaj = (scalar_t*)scratch.get(sizeof(scalar_t) * (size_t)(gsize + D * S + psize));
   scalar_t* xt = gmaj + gsize;
+  scalar_t* partial = xt + D * S;
   // Level l's output gradients: a level-major [N, F] slab copied from rows, or
   // the F feature streams of a feature-major gradient read in place.
   const scalar_t* gbase = rows_major ? gmaj : grad_out;
   const int64_t glevel = rows_major ? N * F : F * N;
   const int64_t gstride = rows_major ? F : 1;
   const int64_t gfeat = rows_major ? 1 : N;
-  // Level-major output gradients (from rows) and dimension-major points,
-  // split by points; the level loop below needs all of both.
+  // Level-major output gradients (from rows), dimension-major points and
+  // zeroed input-gradient buffers (padding included), split by points; the
+  // level loop below needs all of them.
   parallel_chunks(N, [&](int64_t p0, int64_t p1) {
     if (rows_major) rows_to_level_major<scalar_t, F>(grad_out, row_stride, gmaj, N, L, p0, p1);
     radnerf_grid::points_dim_major<scalar_t, D>(x, xt, S, N, p0, p1);
+    if (grad_x) {
+      const int64_t end = p1 == N ? S : p1;
+      for (int64_t r = 0; r < (int64_t)nthreads * D; ++r)
+        std::fill(partial + r * S + p0, partial + r * S + end, (scalar_t)0);
+    }
   });
-  // Input gradients: one dimension-major [D, S] buffer per thread (a thread
-  // owns levels, not points), summed at the end. Only allocated when asked for.
-  std::vector<scalar_t> partial;
-  if (grad_x) partial.assign((size_t)nthreads * D * S, (scalar_t)0);
   std::atomic<int64_t> next_level{0};
 
   at::parallel_for(0, nthreads, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      scalar_t* gx = grad_x ? partial.data() + (size_t)t * D * S : nullptr;
+      scalar_t* gx = grad_x ? partial + t * D * S : nullptr;
       // Finest levels first: they cost the most, so the queue ends on cheap ones.
       for (int64_t q = next_level.fetch_add(1); q < L; q = next_level.fetch_add(1)) {
         const int64_t l = L - 1 - q;
@@ -250,7 +256,7 @@ void backward_impl(const scalar_t* grad_out, bool rows_major, int64_t row_stride
       for (int64_t b = p0; b < p1; ++b)
         for (int d = 0; d < D; ++d) {
           scalar_t s = 0;
-          for (int t = 0; t < nthreads; ++t) s += partial[((size_t)t * D + d) * S + b];
+          for (int t = 0; t < nthreads; ++t) s += partial[((int64_t)t * D + d) * S + b];
           grad_x[b * D + d] = s;
         }
     });
