@@ -154,7 +154,12 @@ class GridEncoder(nn.Module):
         return ok and load_extension() is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [..., D] in [-bound, bound] -> [..., L * F]."""
+        """x: [..., D] in [-bound, bound] -> [..., L * F].
+
+        On the fused CPU path the result is a strided view of a feature-major
+        buffer (see :func:`radnerf.encoding.grid_fused.grid_encode_fused`):
+        use ``reshape``, not ``view``, to change its shape.
+        """
         prefix = x.shape[:-1]
         flat = self.to_unit(x.reshape(-1, self.layout.input_dim))
         if self._use_fused(flat):
