@@ -167,3 +167,20 @@ def test_input_gradient_flows_to_a_learned_coordinate():
         out = enc(torch.tanh(w * torch.ones(10, 1)))
         out.square().sum().backward()
         assert w.grad is not None and w.grad.abs().sum() > 0, path
+
+
+@pytest.mark.usefixtures("fused_ext")
+@pytest.mark.parametrize("dtype,level_dim", [(torch.float32, 2), (torch.float64, 1)])
+@pytest.mark.parametrize("n", [13, 64])
+def test_fused_row_major_gradient_with_vector_transpose_and_tail(dtype, level_dim, n):
+    # 8-byte entries and 8 levels take the vectorised 8 x 8 transpose of a
+    # row-major gradient; 13 points leave a tail of 5 for the scalar copy.
+    layout = grid_layout(3, 8, level_dim, 4, 10, desired_resolution=100, grid_type="hash")
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(n, 3, generator=g, dtype=dtype).requires_grad_()
+    p = (torch.rand(layout.n_params, generator=g, dtype=dtype) * 2 - 1).requires_grad_()
+    up = torch.randn(n, layout.output_dim, generator=g, dtype=dtype)
+    gx_f, gp_f = torch.autograd.grad(grid_encode_fused(x, p, layout), (x, p), up)
+    gx_p, gp_p = torch.autograd.grad(grid_encode_plain(x, p, layout), (x, p), up)
+    torch.testing.assert_close(gp_f, gp_p, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gx_f, gx_p, rtol=1e-3, atol=1e-3)
