@@ -90,7 +90,29 @@ def _init_params(layout: GridLayout, dtype: torch.dtype = torch.float32) -> torc
     return torch.empty(layout.n_params, dtype=dtype).uniform_(-1e-4, 1e-4)
 
 
-class GridEncoder(nn.Module):
+class _GridModule(nn.Module):
+    """What both grid backends share: dimensions from ``self.layout`` and the
+    mapping of ``[-self.bound, self.bound]^D`` to the unit cube."""
+
+    layout: GridLayout
+    bound: float
+
+    @property
+    def input_dim(self) -> int:
+        """D."""
+        return self.layout.input_dim
+
+    @property
+    def output_dim(self) -> int:
+        """L * F."""
+        return self.layout.output_dim
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """[..., D] points in [-bound, bound] -> [..., D] in [0, 1] (torch-ngp's mapping)."""
+        return (x + self.bound) / (2 * self.bound)
+
+
+class GridEncoder(_GridModule):
     """Multiresolution grid encoding, radnerf's own backend (fused CPU or plain PyTorch).
 
     Args:
@@ -114,16 +136,6 @@ class GridEncoder(nn.Module):
 
         self._grad_buffer = GradBuffer()
 
-    @property
-    def input_dim(self) -> int:
-        """D."""
-        return self.layout.input_dim
-
-    @property
-    def output_dim(self) -> int:
-        """L * F."""
-        return self.layout.output_dim
-
     def extra_repr(self) -> str:
         lay = self.layout
         return (
@@ -131,10 +143,6 @@ class GridEncoder(nn.Module):
             f"base={lay.base_resolution}, scale={lay.per_level_scale:.4f}, "
             f"finest={lay.levels[-1].resolution}, params={lay.n_params}, bound={self.bound}"
         )
-
-    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
-        """[..., D] points in [-bound, bound] -> [..., D] in [0, 1] (torch-ngp's mapping)."""
-        return (x + self.bound) / (2 * self.bound)
 
     def _use_fused(self, x: torch.Tensor) -> bool:
         if self.path == "plain":
@@ -196,7 +204,7 @@ def tcnn_encoding_config(layout: GridLayout) -> dict:
     }
 
 
-class TcnnGridEncoder(nn.Module):
+class TcnnGridEncoder(_GridModule):
     """tiny-cuda-nn's HashGrid with :class:`GridEncoder`'s interface and state dict.
 
     The tcnn module is kept out of the module tree so that the only parameter is
@@ -224,16 +232,6 @@ class TcnnGridEncoder(nn.Module):
         self.layout = layout
         self.bound = float(bound)
 
-    @property
-    def input_dim(self) -> int:
-        """D."""
-        return self.layout.input_dim
-
-    @property
-    def output_dim(self) -> int:
-        """L * F."""
-        return self.layout.output_dim
-
     def _apply(self, fn, *args, **kwargs):
         # Keep the hidden tcnn module's parameter the one registered here.
         result = super()._apply(fn, *args, **kwargs)
@@ -243,7 +241,7 @@ class TcnnGridEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [..., D] in [-bound, bound] -> [..., L * F] float32."""
         prefix = x.shape[:-1]
-        flat = ((x.reshape(-1, self.layout.input_dim) + self.bound) / (2 * self.bound)).contiguous()
+        flat = self.to_unit(x.reshape(-1, self.layout.input_dim)).contiguous()
         out = self._tcnn(flat).float()
         return out.reshape(*prefix, self.layout.output_dim)
 
