@@ -320,6 +320,17 @@ def yaw_asymmetry(points: np.ndarray) -> np.ndarray:
     return np.abs(left - right) / np.maximum(left + right, 1e-6)
 
 
+def _refuse_or_warn(
+    frames: np.ndarray, max_share: float, n: int, what: str, hint: str, warning: str
+) -> None:
+    """InputError when ``frames`` are more than ``max_share`` of the ``n``; else a warning naming them."""
+    if len(frames) > max_share * n:
+        raise InputError(
+            f"{what} in {len(frames)} of {n} frames: {common.frames_text(frames)}", hint=hint
+        )
+    if len(frames):
+        log.warning("landmarks: %s in frames %s", warning, common.frames_text(frames))
+
 def check_track(track: TrackResult, opts: common.PreprocessOptions, size: tuple[int, int]) -> dict:
     """Refuse a face too small, or cut by the edge / seen from the side in too many frames.
 
@@ -344,23 +355,25 @@ def check_track(track: TrackResult, opts: common.PreprocessOptions, size: tuple[
         track.detected
         & ((pts[..., 0] < 1).any(-1) | (pts[..., 1] < 1).any(-1) | (pts[..., 0] > w - 2).any(-1) | (pts[..., 1] > h - 2).any(-1))
     )
-    if len(cut) > opts.max_cut_share * n:
-        raise InputError(
-            f"the face is cut by the frame edge in {len(cut)} of {n} frames: {common.frames_text(cut)}",
-            hint="crop wider around the head (ingest.crop) or cut those frames; "
-            "raise preprocess.max_cut_share to accept it",
-        )
-    if len(cut):
-        log.warning("landmarks: the face touches the frame edge in frames %s", common.frames_text(cut))
+    _refuse_or_warn(
+        cut,
+        opts.max_cut_share,
+        n,
+        "the face is cut by the frame edge",
+        "crop wider around the head (ingest.crop) or cut those frames; "
+        "raise preprocess.max_cut_share to accept it",
+        "the face touches the frame edge",
+    )
     side = np.flatnonzero(track.detected & (yaw_asymmetry(pts) > opts.side_view_yaw))
-    if len(side) > opts.max_side_view_share * n:
-        raise InputError(
-            f"the face is seen from the side in {len(side)} of {n} frames: {common.frames_text(side)}",
-            hint="use a video where the person mostly faces the camera, or cut those frames; "
-            "raise preprocess.max_side_view_share to accept it",
-        )
-    if len(side):
-        log.warning("landmarks: extreme side view in frames %s", common.frames_text(side))
+    _refuse_or_warn(
+        side,
+        opts.max_side_view_share,
+        n,
+        "the face is seen from the side",
+        "use a video where the person mostly faces the camera, or cut those frames; "
+        "raise preprocess.max_side_view_share to accept it",
+        "extreme side view",
+    )
     return {"cut_frames": [int(i) for i in cut], "side_view_frames": [int(i) for i in side], "face_width": width}
 
 
