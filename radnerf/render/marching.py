@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import torch
 
 from radnerf.render.occupancy import OccupancyGrid
+from radnerf.render.rays import slab_distances
 
 
 @dataclass
@@ -98,22 +99,6 @@ def _constant_step(dt_gamma: float, dt_min: float, dt_max: float, near_min: floa
     if near_min * dt_gamma >= dt_max:
         return dt_max
     return None
-
-
-def _slab(o: torch.Tensor, d: torch.Tensor, box: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[R]`` entry and exit distances of rays ``[R, 3]`` through ``box`` ``[6]`` (entry > exit when missed)."""
-    inv = 1.0 / d
-    t0 = (box[:3] - o) * inv
-    t1 = (box[3:] - o) * inv
-    tmin = torch.minimum(t0, t1).nan_to_num(nan=-torch.inf).amax(dim=-1)
-    tmax = torch.maximum(t0, t1).nan_to_num(nan=torch.inf).amin(dim=-1)
-    return tmin, tmax
-
-
-def _empty(n_rays: int, device: torch.device, dtype: torch.dtype) -> RaySamples:
-    i = torch.zeros(0, dtype=torch.int64, device=device)
-    t = torch.zeros(0, dtype=dtype, device=device)
-    return RaySamples(i, i.clone(), t, t.clone(), n_rays)
 
 
 @torch.no_grad()
@@ -203,7 +188,7 @@ def march_rays_padded(
         # each way against rounding) and before far is walked.
         eps = 1e-4 * grid.bound
         widen = torch.tensor([-eps] * 3 + [eps] * 3, device=device, dtype=dtype)
-        tb0, tb1 = _slab(o, d, box.to(dtype) + widen)
+        tb0, tb1 = slab_distances(o, d, box.to(dtype) + widen)
         k_first = (torch.floor((tb0 - near) / const_dt) - 1).clamp(min=0)
         k_last = torch.ceil((far - near) / const_dt) - 1
         k_last = k_last + (near + (k_last + 1) * const_dt < far).to(dtype)

@@ -54,11 +54,16 @@ def morton3d(coords: torch.Tensor) -> torch.Tensor:
     return _expand_bits(c[:, 0]) | (_expand_bits(c[:, 1]) << 1) | (_expand_bits(c[:, 2]) << 2)
 
 
+def _dense_coords(size: int, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    """``[size ** 3, 3]`` cell coordinates ``(i, j, k)`` in dense flat order ``(i * H + j) * H + k``."""
+    r = torch.arange(size, device=device, dtype=dtype)
+    ii, jj, kk = torch.meshgrid(r, r, r, indexing="ij")
+    return torch.stack([ii.reshape(-1), jj.reshape(-1), kk.reshape(-1)], dim=-1)
+
+
 def _morton_order(size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """``[size ** 3]`` Morton code of each dense flat index ``(i * H + j) * H + k``."""
-    r = torch.arange(size, device=device)
-    ii, jj, kk = torch.meshgrid(r, r, r, indexing="ij")
-    return morton3d(torch.stack([ii.reshape(-1), jj.reshape(-1), kk.reshape(-1)], dim=-1))
+    return morton3d(_dense_coords(size, device, torch.int64))
 
 
 def to_morton(grid: torch.Tensor) -> torch.Tensor:
@@ -79,9 +84,7 @@ def from_morton(flat: torch.Tensor) -> torch.Tensor:
 
 def _cell_centres(size: int, bound: float, device: torch.device | str) -> torch.Tensor:
     """``[H ** 3, 3]`` RAD-NeRF's probe points (before jitter), dense flat order."""
-    r = torch.arange(size, device=device, dtype=torch.float32)
-    ii, jj, kk = torch.meshgrid(r, r, r, indexing="ij")
-    coords = torch.stack([ii.reshape(-1), jj.reshape(-1), kk.reshape(-1)], dim=-1)
+    coords = _dense_coords(size, device, torch.float32)
     half_cell = bound / size
     # RAD-NeRF's spacing: 2 / (H - 1) shrunk by half a cell, not exact cell centres.
     return (2.0 * coords / (size - 1) - 1.0) * (bound - half_cell)

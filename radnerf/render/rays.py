@@ -199,6 +199,20 @@ def head_aabb(bound: float, device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.tensor([-b, -b / 2, -b, b, b / 2, b], device=device)
 
 
+def slab_distances(
+    origins: torch.Tensor, directions: torch.Tensor, box: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[N]`` entry and exit distances of rays ``[N, 3]`` through ``box`` ``[6]`` (entry > exit when missed)."""
+    # Zero components divide to +-inf, which the min/max below handle as the
+    # slab method wants (NaN only when the origin sits exactly on a face).
+    inv = 1.0 / directions
+    t0 = (box[:3] - origins) * inv
+    t1 = (box[3:] - origins) * inv
+    tmin = torch.minimum(t0, t1).nan_to_num(nan=-torch.inf).amax(dim=-1)
+    tmax = torch.maximum(t0, t1).nan_to_num(nan=torch.inf).amin(dim=-1)
+    return tmin, tmax
+
+
 def near_far_from_aabb(
     origins: torch.Tensor, directions: torch.Tensor, aabb: torch.Tensor, min_near: float = 0.05
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,13 +231,7 @@ def near_far_from_aabb(
     """
     aabb = aabb.to(origins)
     with torch.no_grad():
-        # Zero components divide to +-inf, which the min/max below handle as the
-        # slab method wants (NaN only when the origin sits exactly on a face).
-        inv = 1.0 / directions
-        t0 = (aabb[:3] - origins) * inv
-        t1 = (aabb[3:] - origins) * inv
-        tmin = torch.minimum(t0, t1).nan_to_num(nan=-torch.inf).amax(dim=-1)
-        tmax = torch.maximum(t0, t1).nan_to_num(nan=torch.inf).amin(dim=-1)
+        tmin, tmax = slab_distances(origins, directions, aabb)
         miss = tmin > tmax
         near = tmin.clamp(min=min_near)
         near = torch.where(miss, torch.full_like(near, torch.inf), near)
