@@ -27,6 +27,14 @@ def check_choice(key: str, value: Any, options: tuple[str, ...]) -> None:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(options)}")
 
 
+def check_at_least(key: str, value: float, low: float) -> None:
+    """Raise :class:`~radnerf.errors.ConfigError` unless ``value >= low``."""
+    if not value >= low:
+        from radnerf.errors import ConfigError
+
+        raise ConfigError(f"{key}={value!r} must be at least {low:g}")
+
+
 @dataclass
 class PathsConfig:
     """Where inputs and outputs live."""
@@ -344,6 +352,19 @@ class RenderConfig:
     """Random audio conditions probed per occupancy update (RAD-NeRF: 1)."""
     fps: int = 25
     """Frame rate of rendered videos."""
+
+    def __post_init__(self) -> None:
+        # Zero here would divide by zero or loop forever deep in the marcher.
+        positive = ("max_steps", "steps_per_round", "march_chunk", "grid_update_interval", "grid_conditions", "fps")
+        for key in positive:
+            check_at_least(f"render.{key}", getattr(self, key), 1)
+        check_at_least("render.grid_size", self.grid_size, 2)
+        from radnerf.errors import ConfigError
+
+        if not 0.0 < self.min_transmittance < 1.0:
+            raise ConfigError(f"render.min_transmittance={self.min_transmittance!r} must lie in (0, 1)")
+        if not 0.0 <= self.grid_decay <= 1.0:
+            raise ConfigError(f"render.grid_decay={self.grid_decay!r} must lie in [0, 1]")
 
 
 @dataclass
