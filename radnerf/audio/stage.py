@@ -8,7 +8,6 @@ invalidate the first.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from radnerf.audio.backends import feature_name, make_backend
 from radnerf.audio.config import AudioFeaturesConfig
 from radnerf.audio.extract import load_input, write_features
 from radnerf.audio.windows import SAMPLE_RATE, num_frames_for
+from radnerf.config import to_container
 from radnerf.errors import InputError, StageOutputExistsError
 from radnerf.paths import PersonPaths
 from radnerf.stage_io import (
@@ -34,17 +34,9 @@ from radnerf.stage_io import (
 log = logging.getLogger(__name__)
 
 
-def _settings(fc: Any) -> dict:
-    if dataclasses.is_dataclass(fc):
-        return dataclasses.asdict(fc)
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(fc, resolve=True)  # type: ignore[return-value]
-
-
 def feature_settings(fc: AudioFeaturesConfig) -> dict:
     """The settings that change the numbers in ``aud_<name>.npy`` (device and streaming do not)."""
-    s = _settings(fc)
+    s = to_container(fc)
     keep = ["backend", "window", "fps", "chunk_seconds", "context_seconds", "lookahead_seconds"]
     if s["backend"] == "wav2vec2":
         keep.append("wav2vec2_checkpoint")

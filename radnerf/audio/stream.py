@@ -22,7 +22,7 @@ import numpy as np
 
 from radnerf.audio.backends import FeatureBackend, make_backend, new_normalizer
 from radnerf.audio.config import AudioFeaturesConfig
-from radnerf.audio.extract import seconds_to_frames, to_mono_16k
+from radnerf.audio.extract import padded_slice, seconds_to_frames, to_mono_16k
 from radnerf.audio.windows import (
     FEATURE_RATE,
     HOP,
@@ -121,11 +121,8 @@ class FeatureStream:
 
     def _slice(self, start: int, stop: int) -> np.ndarray:
         """Absolute samples ``[start, stop)``, zeros before 0 and past what arrived."""
-        out = np.zeros(stop - start, np.float32)
-        lo, hi = max(start, self._audio_base), min(stop, self._received)
-        if hi > lo:
-            out[lo - start: hi - start] = self._audio[lo - self._audio_base: hi - self._audio_base]
-        return out
+        # self._audio holds samples [_audio_base, _received).
+        return padded_slice(self._audio, start - self._audio_base, stop - self._audio_base)
 
     def _emit(self, n: int | None) -> np.ndarray:
         half, r = self.window // 2, self.ratio
