@@ -13,11 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from radnerf.config import RadNerfConfig
 from radnerf.paths import PersonPaths
 from radnerf.stage_io import read_manifest
+
+if TYPE_CHECKING:  # annotations only: the CLI imports this module before it needs omegaconf
+    from radnerf.config import RadNerfConfig
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,7 @@ def run_stage(stage: Stage, cfg: RadNerfConfig) -> StageReport:
     after = manifest_path.stat().st_mtime_ns if manifest_path.exists() else None
     manifest = read_manifest(manifest_path) or {}
     if is_dataclass(result):
-        skipped = bool(asdict(result).get("skipped", before == after))
+        skipped = bool(getattr(result, "skipped", before is not None and before == after))
         output = str(getattr(result, "root", manifest_path.parent.parent))
     else:
         skipped = before is not None and before == after
