@@ -86,13 +86,16 @@ def _build_parser() -> argparse.ArgumentParser:
     wsub = wp.add_subparsers(dest="action", metavar="<action>")
     wl = wsub.add_parser("list", help="which models are present, where, and what needs them")
     wl.add_argument("overrides", nargs="*", metavar="key=value")
+    # Every action takes the same key=value overrides (paths.weights picks the
+    # folder), mixed in with the names, so they all use the folder the stages read.
     wf = wsub.add_parser("fetch", help="download models (needs internet)")
-    wf.add_argument("names", nargs="+", help="model names, or 'all'")
+    wf.add_argument("names", nargs="+", metavar="name|key=value", help="model names, or 'all'")
     wi = wsub.add_parser("import", help="copy a model file obtained elsewhere into the cache and verify it")
     wi.add_argument("path")
+    wi.add_argument("overrides", nargs="*", metavar="key=value")
     wi.add_argument("--name", help="registry name (inferred from the file name when possible)")
     wv = wsub.add_parser("verify", help="check the present models against their known hashes")
-    wv.add_argument("names", nargs="*")
+    wv.add_argument("names", nargs="*", metavar="name|key=value")
     return p
 
 
@@ -108,9 +111,12 @@ def _weights(args: argparse.Namespace) -> int:
     from radnerf import weights
     from radnerf.config import load_config
 
+    words = list(getattr(args, "names", None) or [])
+    overrides = list(getattr(args, "overrides", None) or []) + [w for w in words if "=" in w]
+    names = [w for w in words if "=" not in w]
+    folder = load_config(overrides).paths.weights
     if args.action in (None, "list"):
-        cfg = load_config(getattr(args, "overrides", []) or [])
-        rows = weights.status(cfg.paths.weights)
+        rows = weights.status(folder)
         width = max(len(r["name"]) for r in rows)
         print(f"{'model':<{width}}  {'status':<8} {'size':>9}  path / used by / offline alternative")
         for r in rows:
@@ -120,11 +126,13 @@ def _weights(args: argparse.Namespace) -> int:
             print(f"{'':<{width}}  {'':<8} {'':>9}  needed by {r['used_by']}; avoid with {r['offline']}")
         return 0
     if args.action == "fetch":
-        names = list(weights.REGISTRY) if args.names == ["all"] else args.names
+        if not names:
+            raise RadNerfError("no model named to fetch", hint="e.g. radnerf weights fetch fan s3fd, or all")
+        names = list(weights.REGISTRY) if names == ["all"] else names
         failed = 0
         for name in names:
             try:
-                path = weights.fetch(name)
+                path = weights.fetch(name, folder)
                 print(f"fetched {name} -> {path}")
             except RadNerfError as e:
                 failed += 1
@@ -133,15 +141,15 @@ def _weights(args: argparse.Namespace) -> int:
                     print(f"  hint: {e.hint}", file=sys.stderr)
         return 2 if failed else 0
     if args.action == "import":
-        name, dest = weights.import_file(args.path, args.name)
+        name, dest = weights.import_file(args.path, args.name, folder)
         ok = weights.verify(name, dest)
         state = "verified" if ok else "copied (no known hash to verify against)"
         print(f"imported {name} -> {dest} [{state}]")
         return 0
     if args.action == "verify":
         bad = 0
-        for name in args.names or list(weights.REGISTRY):
-            p = weights.local_path(name)
+        for name in names or list(weights.REGISTRY):
+            p = weights.local_path(name, folder)
             if p is None:
                 print(f"{name}: missing")
                 continue

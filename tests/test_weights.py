@@ -108,3 +108,18 @@ def test_cli_weights_list_and_import(tmp_path):
     assert any(line.startswith("syncnet") and "present" in line for line in out.stdout.splitlines())
     out = run_cli("weights", "import", str(tmp_path / "nothing.pth"))
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_cli_weights_actions_honour_paths_weights(tmp_path):
+    # import and verify must use the folder the stages read (cfg.paths.weights),
+    # not the default cache, when the override is given.
+    folder = tmp_path / "team-weights"
+    src = tmp_path / "syncnet_v2.model"
+    src.write_bytes(b"s" * 10)
+    out = run_cli("weights", "import", str(src), f"paths.weights={folder}")
+    assert out.returncode == 0, out.stderr
+    assert weights.local_path("syncnet", str(folder)) is not None
+    out = run_cli("weights", "verify", "syncnet", f"paths.weights={folder}")
+    assert out.returncode == 0 and str(folder) in out.stdout
+    out = run_cli("weights", "list", f"paths.weights={folder}")
+    assert any(line.startswith("syncnet") and "present" in line for line in out.stdout.splitlines())
