@@ -199,10 +199,7 @@ def foreign_outputs(root: str | Path, stage: str, outputs: Sequence[str]) -> lis
     return [n for n in outputs if (root / n).exists()]
 
 
-def sweep_staging(staging: Path, older_than: float = 0.0) -> None:
+def sweep_staging(staging: Path) -> None:
     """Remove staging folders left by killed runs (the person lock is held)."""
-    now = time.time()
     for entry in staging.iterdir():
-        with contextlib.suppress(OSError):
-            if now - entry.stat().st_mtime >= older_than:
-                shutil.rmtree(entry, ignore_errors=True)
+        shutil.rmtree(entry, ignore_errors=True)

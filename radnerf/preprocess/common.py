@@ -266,7 +266,3 @@ def frames_text(frames: Sequence[int], limit: int = 12) -> str:
     if len(frames) > limit:
         shown += ", ..."
     return f"{shown} ({len(frames)} frame{'s' if len(frames) != 1 else ''})"
-
-
-def optional_float(x: float | None) -> float | None:
-    return None if x is None else float(x)

@@ -43,9 +43,9 @@ def overlay(rgb: np.ndarray, tr: Tracking, i: int, landmarks: np.ndarray | None 
 
 def write_overlay(path: Path, rgb: np.ndarray, tr: Tracking, i: int) -> None:
     """Write :func:`overlay` of frame ``i`` as a JPEG."""
-    import cv2
+    from radnerf.preprocess.common import write_rgb
 
-    cv2.imwrite(str(path), cv2.cvtColor(overlay(rgb, tr, i), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    write_rgb(path, overlay(rgb, tr, i), quality=90)
 
 
 def plot_pose_curves(path: Path, tr: Tracking, fps: float = 25.0) -> None:
