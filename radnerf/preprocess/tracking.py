@@ -299,7 +299,6 @@ def track_landmarks(
     # Shape and focal from (stretches of) the clip under light smoothing, which would bend
     # the focal if heavier; poses of all frames after that.
     sub, sub_breaks = _calibration_frames(N, c.calib_frames, breaks)
-    calib_settings = _settings(c, width, height, fixed, calibrate=True)
     prior_settings = _settings(c, width, height, fixed if fixed is not None else settings.focal_prior, calibrate=True)
     calib = bundle_adjust(lms[sub], used[sub], cx, cy, prior_settings, breaks=sub_breaks)
     # Without head motion the landmarks cannot tell focal from depth: keep the prior's focal
@@ -313,9 +312,8 @@ def track_landmarks(
             "assuming %.0f px (set track.focal=... if you know it)",
             motion[0], motion[1], assumed,
         )
-        calib_settings = prior_settings
     elif fixed is None:
-        calib = bundle_adjust(lms[sub], used[sub], cx, cy, calib_settings, init=calib.state, breaks=sub_breaks)
+        calib = bundle_adjust(lms[sub], used[sub], cx, cy, settings, init=calib.state, breaks=sub_breaks)
     shape, focal_fit = calib.state.shape, calib.state.focal
 
     # Poses of every frame: shape and focal held (the solve is banded, linear in the frames).
@@ -342,7 +340,6 @@ def track_landmarks(
             )
         res = fit_poses(used, res.state)
     outliers = np.union1d(outliers, glitches).astype(int)
-    settings = calib_settings
     state = res.state
     state.rvec = _fill_from_neighbours(state.rvec, used)
     state.uv = _fill_from_neighbours(state.uv, used)
