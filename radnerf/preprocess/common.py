@@ -211,6 +211,23 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file, from its header (no decoding)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
+
+
+def frame_size(paths: PersonPaths) -> tuple[int, int]:
+    """``(width, height)`` of the person's frames: from the ingest (or landmarks) manifest, else frame 0."""
+    for stage in ("ingest", "landmarks"):
+        m = read_manifest(paths.manifest(stage)) or {}
+        if "width" in m and "height" in m:
+            return int(m["width"]), int(m["height"])
+    return image_size(paths.frame(0))
+
+
 def write_rgb(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
     """Write ``[H, W, 3]`` RGB (JPEG or PNG) or ``[H, W, 4]`` RGBA (PNG) uint8 to ``path``."""
     if path.suffix.lower() == ".png":

@@ -31,6 +31,7 @@ from radnerf.media import (
 )
 from radnerf.media.probe import MediaInfo
 from radnerf.paths import PersonPaths, validate_person
+from radnerf.preprocess.common import image_size
 from radnerf.stage_io import (
     StageWriter,
     foreign_outputs,
@@ -252,7 +253,7 @@ def ingest(cfg: RadNerfConfig) -> IngestResult:
             aligned = align_audio(samples, offset, num_samples, c.sample_rate)
             write_wav(w.path("aud.wav"), aligned, c.sample_rate)
 
-            width, height = _image_size(w.path("ori_imgs") / "0.jpg")
+            width, height = image_size(w.path("ori_imgs") / "0.jpg")
             w.manifest.update(
                 {
                     "person": person,
@@ -285,13 +286,6 @@ def ingest(cfg: RadNerfConfig) -> IngestResult:
             manifest = dict(w.manifest)
         log.info("ingest: %d frames %dx%d at %d fps, %.2f s -> %s", frames, width, height, c.fps, frames / c.fps, paths.root)
         return _result(paths, manifest, skipped=False)
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.size
 
 
 def _result(paths: PersonPaths, manifest: dict, skipped: bool) -> IngestResult:

@@ -93,7 +93,7 @@ def landmarks(cfg: Any) -> Path:
             log.info("landmarks: %s is up to date, nothing to do", paths.root)
             return paths.ori_imgs
         started = time.time()
-        h, w = common.read_rgb(paths.frame(0)).shape[:2]
+        w, h = common.frame_size(paths)
         device = common.resolve_device(cfg) if backend == "fan" else "cpu"
         weights_dir = getattr(cfg.paths, "weights", None)
         scale = detect_scale(paths, n, opts, (h, w)) if backend == "dlib" else 1.0

@@ -108,7 +108,7 @@ def regions(cfg: Any) -> Path:
             log.info("regions: %s is up to date, nothing to do", paths.root)
             return paths.regions
         started = time.time()
-        h, w = common.read_rgb(paths.frame(0)).shape[:2]
+        w, h = common.frame_size(paths)
         rows = region_table(load_landmarks(paths, n), h, w, set(interpolated_frames(paths)))
         eyes = np.array([r["eye_area"] for r in rows])
         with StageWriter(paths.root, STAGE, ["regions.csv"]) as wr:

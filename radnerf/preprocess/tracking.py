@@ -46,7 +46,7 @@ import numpy as np
 from radnerf.config import TrackConfig
 from radnerf.errors import InputError
 from radnerf.paths import PersonPaths
-from radnerf.preprocess import face_shape
+from radnerf.preprocess import common, face_shape
 from radnerf.preprocess.tracking_ba import (
     FitResult,
     FitState,
@@ -285,11 +285,9 @@ def track_landmarks(
     # one-frame excursion is a detector glitch (refitted from neighbours), a lasting one a cut.
     glitches, breaks = _pose_jumps(lms, used, settings, c)
     if len(glitches) + len(breaks) > c.max_flagged_share * N:
-        from radnerf.preprocess.common import frames_text
-
         jumps = sorted(set(glitches.tolist()) | set(breaks))
         raise InputError(
-            f"the head pose jumps in {len(jumps)} of {N} frames ({frames_text(jumps)}); "
+            f"the head pose jumps in {len(jumps)} of {N} frames ({common.frames_text(jumps)}); "
             "no head moves like that: the clip has cuts or the landmarks follow different faces",
             hint="cut the clip to one continuous shot (ingest.start / ingest.max_duration), or raise track.jump_deg",
         )
@@ -542,19 +540,6 @@ def track_config(cfg: Any) -> TrackConfig:
     return TrackConfig(**values)
 
 
-def _image_size(paths: PersonPaths) -> tuple[int, int]:
-    from radnerf.stage_io import read_manifest
-
-    for stage in ("ingest", "landmarks"):
-        m = read_manifest(paths.manifest(stage)) or {}
-        if "width" in m and "height" in m:
-            return int(m["width"]), int(m["height"])
-    from PIL import Image
-
-    with Image.open(paths.frame(0)) as im:
-        return im.size
-
-
 def _load_landmarks(paths: PersonPaths, n: int) -> tuple[np.ndarray, np.ndarray]:
     """``([N, 68, 2] landmarks with NaN where absent, [N] detected)``."""
     from radnerf.stage_io import read_manifest
@@ -599,7 +584,7 @@ def _imported(paths: PersonPaths) -> Path | None:
 
         from radnerf.stage_io import write_json_atomic
 
-        width, height = _image_size(paths)
+        width, height = common.frame_size(paths)
         params = torch.load(root / "track_params.pt", map_location="cpu", weights_only=False)
         train, val = transforms_from_track_params(params, width, height)
         write_json_atomic(root / "transforms_train.json", train)
@@ -622,7 +607,6 @@ def track(cfg: Any) -> Path:
     Raises:
         InputError: no landmarks, too few usable frames, or pose jumps in too many frames.
     """
-    from radnerf.preprocess import common
     from radnerf.stage_io import (
         StageWriter,
         person_lock,
@@ -640,7 +624,7 @@ def track(cfg: Any) -> Path:
         if imported is not None:
             return imported
         n = common.frame_count(paths)
-        width, height = _image_size(paths)
+        width, height = common.frame_size(paths)
         lm_manifest = read_manifest(paths.manifest("landmarks"))
         if lm_manifest is not None and lm_manifest.get("fingerprint"):
             upstream = {"landmarks": str(lm_manifest["fingerprint"])}
