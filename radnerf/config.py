@@ -361,8 +361,8 @@ class RenderConfig:
         check_at_least("render.grid_size", self.grid_size, 2)
         from radnerf.errors import ConfigError
 
-        if not 0.0 < self.min_transmittance < 1.0:
-            raise ConfigError(f"render.min_transmittance={self.min_transmittance!r} must lie in (0, 1)")
+        if not 0.0 <= self.min_transmittance < 1.0:  # 0: no early termination
+            raise ConfigError(f"render.min_transmittance={self.min_transmittance!r} must lie in [0, 1)")
         if not 0.0 <= self.grid_decay <= 1.0:
             raise ConfigError(f"render.grid_decay={self.grid_decay!r} must lie in [0, 1]")
 

@@ -56,7 +56,7 @@ def test_overrides_are_typed():
         ("model.encoding=cuda", "is not one of auto, tcnn, torch"),
         ("render.max_steps=0", "render.max_steps=0 must be at least 1"),
         ("render.grid_size=1", "render.grid_size=1 must be at least 2"),
-        ("render.min_transmittance=0", "render.min_transmittance=0.0 must lie in (0, 1)"),
+        ("render.min_transmittance=1", "render.min_transmittance=1.0 must lie in [0, 1)"),
         ("render.grid_decay=1.5", "render.grid_decay=1.5 must lie in [0, 1]"),
         ("+extra=1", "fixed schema"),
     ],

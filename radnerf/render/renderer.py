@@ -19,11 +19,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import fields, replace
 from typing import Any
 
 import torch
 
+from radnerf.config import RenderConfig
 from radnerf.render.marching import RaySamples, march_rays, march_rays_padded
 from radnerf.render.occupancy import OccupancyGrid
 from radnerf.render.rays import get_rays, head_aabb, near_far_from_aabb
@@ -40,38 +41,26 @@ that are accumulated along rays with the rendering weights (e.g. RAD-NeRF's
 ambient term). The audio / eye condition is bound in the closure."""
 
 
-@dataclass
-class RenderOptions:
-    """Ray marching and compositing settings (RAD-NeRF defaults).
-
-    ``max_steps`` and ``min_transmittance`` mirror ``RenderConfig`` (its
-    ``grid_size`` and ``density_thresh`` go to :meth:`OccupancyGrid.from_config`);
-    the rest are fields proposed for it. Colours are not clamped (RAD-NeRF
-    clamps the composited image to [0, 1]; with sigmoid colours and a
-    background in [0, 1] it already is).
-    """
-
-    max_steps: int = 16
-    """Most samples per ray, all in occupied cells (the paper's ablation: 8 / 16 / 32)."""
-    min_transmittance: float = 1e-4
-    """A ray stops once its transmittance falls below this."""
-    dt_gamma: float = 1.0 / 256
-    """Step growth with distance, ``dt = clamp(t * dt_gamma, dt_min, dt_max)``."""
-    min_near: float = 0.05
-    """Rays start at least this far from the camera."""
-    steps_per_round: int = 4
-    """Inference only: samples per ray evaluated between early-termination checks."""
-    march_chunk: int = 8
-    """Candidate points tested per live ray per marching round."""
+RenderOptions = RenderConfig
+"""The renderer's settings are ``RenderConfig`` itself (``max_steps``,
+``min_transmittance``, ``dt_gamma``, ``min_near``, ``steps_per_round``,
+``march_chunk``; its ``grid_size`` and ``density_thresh`` go to
+:meth:`OccupancyGrid.from_config`). Colours are not clamped (RAD-NeRF clamps
+the composited image to [0, 1]; with sigmoid colours and a background in
+[0, 1] it already is)."""
 
 
-def options_from_config(render_cfg: Any) -> RenderOptions:
-    """:class:`RenderOptions` from a ``RenderConfig`` (fields it lacks keep their defaults)."""
-    opts = RenderOptions()
-    for name in opts.__dataclass_fields__:
-        if hasattr(render_cfg, name):
-            setattr(opts, name, type(getattr(opts, name))(getattr(render_cfg, name)))
-    return opts
+def options_from_config(render_cfg: Any) -> RenderConfig:
+    """A validated :class:`RenderConfig` from any object with (some of) its fields; the rest keep their defaults."""
+    if isinstance(render_cfg, RenderConfig):
+        return render_cfg
+    defaults = RenderConfig()
+    known = {
+        f.name: type(getattr(defaults, f.name))(getattr(render_cfg, f.name))
+        for f in fields(RenderConfig)
+        if hasattr(render_cfg, f.name)
+    }
+    return replace(defaults, **known)
 
 
 class _Profile:
