@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from radnerf.errors import ConfigError, MissingWeightsError
-from radnerf.stage_io import sha256_file
+from radnerf.stage_io import atomic_file, sha256_file
 
 
 @dataclass(frozen=True)
@@ -210,15 +210,8 @@ def verify(name: str, path: Path) -> Optional[bool]:
 
 
 def _download(url: str, dest: Path, timeout: float = 30.0) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r, os.fdopen(fd, "wb") as f:
-            shutil.copyfileobj(r, f, length=1 << 20)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(dest) as tmp, urllib.request.urlopen(url, timeout=timeout) as r, open(tmp, "wb") as f:
+        shutil.copyfileobj(r, f, length=1 << 20)
 
 
 def fetch(name: str, weights_dir: Optional[str] = None) -> Path:
@@ -305,13 +298,8 @@ def import_file(path: str | Path, name: Optional[str] = None, weights_dir: Optio
             f"{src} is not {s.filename}: its sha256 does not start with {s.sha256_prefix}",
             hint="download it again from " + (s.url or "its source"),
         )
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp_name)
-        os.replace(tmp_name, dest)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    with atomic_file(dest) as tmp:
+        shutil.copyfile(src, tmp)
     return name, dest
 
 

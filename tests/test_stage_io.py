@@ -81,3 +81,18 @@ def test_up_to_date_needs_the_same_fingerprint_and_every_output(tmp_path):
     assert not up_to_date(tmp_path, "demo", "fp2", ["out.txt"])  # inputs or settings changed
     (tmp_path / "out.txt").unlink()
     assert not up_to_date(tmp_path, "demo", "fp1", ["out.txt"])  # an output was deleted
+
+
+def test_atomic_file_keeps_the_old_file_when_the_write_fails(tmp_path):
+    from radnerf.stage_io import atomic_file
+
+    target = tmp_path / "model.pth"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_file(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("connection dropped")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth"]  # no temporary left
+    with atomic_file(target) as tmp:
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["model.pth"]
