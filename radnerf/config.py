@@ -184,6 +184,10 @@ class TrackConfig:
     """Write ``track/pose_curves.png``."""
 
 
+AUDIO_BACKENDS = ("offline", "wav2vec2", "hubert")
+"""The feature extractors ``audio_features.backend`` may name."""
+
+
 @dataclass
 class AudioFeaturesConfig:
     """Per-frame audio features: which ASR backend, how it is windowed and chunked."""
@@ -218,7 +222,7 @@ class AudioFeaturesConfig:
     """Viterbi beam of the offline backend's pocketsphinx phone decoder (wider is slower)."""
 
     def __post_init__(self) -> None:
-        check_choice("audio_features.backend", self.backend, ("offline", "wav2vec2", "hubert"))
+        check_choice("audio_features.backend", self.backend, AUDIO_BACKENDS)
         check_choice("audio_features.device", self.device, ("auto", "cpu", "cuda"))
         check_choice("audio_features.dtype", self.dtype, ("auto", "float32", "bfloat16", "float16"))
 

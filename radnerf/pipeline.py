@@ -41,10 +41,10 @@ class Stage:
     def manifest(self, cfg: RadNerfConfig) -> Path:
         """The manifest the stage writes for ``cfg.person``."""
         paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
-        if self.name == "audio":
-            from radnerf.audio import feature_name
+        if self.name == "audio":  # one manifest per feature file
+            from radnerf.audio.backends import manifest_stage
 
-            return paths.manifest(f"audio_{feature_name(cfg.audio_features)}")
+            return paths.manifest(manifest_stage(cfg.audio_features))
         return paths.manifest(self.name)
 
 

@@ -13,10 +13,10 @@ from typing import Protocol
 
 import numpy as np
 
-from radnerf.audio.config import AudioFeaturesConfig
+from radnerf.audio.config import AUDIO_BACKENDS, AudioFeaturesConfig
 from radnerf.errors import ConfigError
 
-BACKENDS = ("offline", "wav2vec2", "hubert")
+BACKENDS = AUDIO_BACKENDS
 ESPERANTO_CHECKPOINT = "cpierse/wav2vec2-large-xlsr-53-esperanto"
 
 
@@ -55,6 +55,11 @@ def feature_name(cfg: AudioFeaturesConfig) -> str:
     if backend == "hubert":
         return "hu"
     raise ConfigError(f"unknown audio_features.backend={backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
+
+
+def manifest_stage(cfg: AudioFeaturesConfig) -> str:
+    """The stage name of ``aud_<name>.npy``'s manifest: one per feature file, so backends do not overwrite each other's."""
+    return f"audio_{feature_name(cfg)}"
 
 
 def make_backend(cfg: AudioFeaturesConfig) -> FeatureBackend:

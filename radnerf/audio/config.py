@@ -4,6 +4,6 @@ The dataclass lives with the other schemas in :mod:`radnerf.config`; it is
 re-exported here for the audio package's callers.
 """
 
-from radnerf.config import AudioFeaturesConfig
+from radnerf.config import AUDIO_BACKENDS, AudioFeaturesConfig
 
-__all__ = ["AudioFeaturesConfig"]
+__all__ = ["AUDIO_BACKENDS", "AudioFeaturesConfig"]

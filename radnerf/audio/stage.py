@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from radnerf import __version__
-from radnerf.audio.backends import feature_name, make_backend
+from radnerf.audio.backends import feature_name, make_backend, manifest_stage
 from radnerf.audio.config import AudioFeaturesConfig
 from radnerf.audio.extract import load_input, write_features
 from radnerf.audio.windows import SAMPLE_RATE, num_frames_for
@@ -66,7 +66,7 @@ def extract_person_features(cfg: Any) -> Path:
     name = feature_name(fc)
     paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
     out_name = paths.audio_features(name).name
-    stage = f"audio_{name}"
+    stage = manifest_stage(fc)
     wav = paths.audio_wav
     if not wav.is_file():
         raise InputError(f"{wav} does not exist", hint=f"run `radnerf ingest person={cfg.person}` first")
