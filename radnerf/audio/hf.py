@@ -14,6 +14,7 @@ import numpy as np
 
 from radnerf import weights
 from radnerf.audio.windows import HOP
+from radnerf.devices import resolve_device
 from radnerf.errors import ConfigError, MissingWeightsError
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,8 @@ def torch_dtype(dtype: str, device: str):
 
 
 def torch_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"audio_features.device={device} but CUDA is not available", hint="use device=auto or cpu")
-    return device
+    """``audio_features.device`` resolved (see :func:`radnerf.devices.resolve_device`)."""
+    return resolve_device(device, "audio_features.device")
 
 
 def _conv_geometry(config) -> tuple[int, int]:

@@ -69,12 +69,9 @@ def person_paths(cfg: Any) -> PersonPaths:
 
 def resolve_device(cfg: Any) -> str:
     """``preprocess.device`` with 'auto' resolved (imports torch: call only for the torch backends)."""
-    device = str(getattr(cfg.preprocess, "device", "auto"))
-    if device != "auto":
-        return device
-    import torch
+    from radnerf.devices import resolve_device as resolve
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return resolve(str(getattr(cfg.preprocess, "device", "auto")), "preprocess.device")
 
 
 def frame_count(paths: PersonPaths) -> int:
