@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -38,18 +38,25 @@ log = logging.getLogger(__name__)
 ALGORITHM_VERSION = 1
 
 
+T = TypeVar("T")
+
 # The thresholds and knobs live in the root config's schema (``cfg.preprocess``).
 PreprocessOptions = PreprocessConfig
 
 
+def section(cfg: Any, name: str, cls: type[T]) -> T:
+    """``cls`` from the section ``name`` of a root config (a dataclass, an omegaconf node or a
+    dict, the section likewise); fields it lacks, or a missing section, keep their defaults."""
+    node = cfg.get(name) if isinstance(cfg, dict) else getattr(cfg, name, None)
+    if isinstance(node, cls):
+        return node
+    values = {f.name: _get(node, f.name) for f in fields(cls) if node is not None and _has(node, f.name)}
+    return cls(**values)
+
+
 def options(cfg: Any) -> PreprocessOptions:
     """:class:`PreprocessOptions` from ``cfg.preprocess``; fields it lacks keep their defaults."""
-    pre = getattr(cfg, "preprocess", None)
-    values = {}
-    for f in fields(PreprocessOptions):
-        if pre is not None and _has(pre, f.name):
-            values[f.name] = _get(pre, f.name)
-    return PreprocessOptions(**values)
+    return section(cfg, "preprocess", PreprocessOptions)
 
 
 def _has(obj: Any, name: str) -> bool:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -526,18 +526,7 @@ def transforms_from_track_params(params: dict, width: int, height: int) -> tuple
 
 def track_config(cfg: Any) -> TrackConfig:
     """:class:`TrackConfig` from ``cfg.track`` (a dataclass, DictConfig or dict); defaults when absent."""
-    node = getattr(cfg, "track", None) if not isinstance(cfg, dict) else cfg.get("track")
-    if node is None:
-        return TrackConfig()
-    if isinstance(node, TrackConfig):
-        return node
-    values = {}
-    for f in fields(TrackConfig):
-        try:
-            values[f.name] = node[f.name] if isinstance(node, dict) else getattr(node, f.name)
-        except (KeyError, AttributeError):  # omegaconf's ConfigKeyError / ConfigAttributeError subclass these
-            continue
-    return TrackConfig(**values)
+    return common.section(cfg, "track", TrackConfig)
 
 
 def _load_landmarks(paths: PersonPaths, n: int) -> tuple[np.ndarray, np.ndarray]:
