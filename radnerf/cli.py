@@ -13,7 +13,6 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from radnerf import __version__
 from radnerf.errors import RadNerfError
@@ -21,29 +20,19 @@ from radnerf.errors import RadNerfError
 log = logging.getLogger("radnerf")
 
 
-@dataclass(frozen=True)
-class Stage:
-    """A pipeline stage the CLI can run."""
-
-    target: str
-    """``module:function`` taking a RadNerfConfig (or the overrides, see ``takes``)."""
-    help: str
-    example: str
-    takes: str = "config"
-    """'config': called with the composed config; 'overrides': an entry point that composes itself."""
-
-
-def _commands() -> dict[str, Stage]:
-    """Every subcommand: the pipeline's stages, then the entry points that chain them."""
+def _commands() -> dict:
+    """Every subcommand (a :class:`radnerf.pipeline.Stage`): the pipeline's stages, then the entry points that chain them."""
     from radnerf import pipeline
 
-    commands = {s.name: Stage(s.target, s.help, s.example) for s in pipeline.STAGES}
-    commands["preprocess"] = Stage(
+    commands = {s.name: s for s in pipeline.STAGES}
+    commands["preprocess"] = pipeline.Stage(
+        "preprocess",
         "radnerf.pipeline:preprocess",
         f"run {', '.join(pipeline.PREPROCESS)} in order; finished stages are skipped",
         "radnerf preprocess person=alice video=alice.mp4",
     )
-    commands["demo"] = Stage(
+    commands["demo"] = pipeline.Stage(
+        "demo",
         "flows.demo:demo",
         "build the embedded sample clip (or take video=PATH) and run the person flow on it",
         "radnerf demo preset=cpu_tiny",

@@ -34,6 +34,8 @@ class Stage:
     """``module:function`` that does the work."""
     help: str
     example: str
+    takes: str = "config"
+    """'config': ``fn(cfg)``; 'overrides': an entry point that composes the config itself (``radnerf demo``)."""
 
     def function(self) -> Callable[[RadNerfConfig], Any]:
         return resolve(self.target)
