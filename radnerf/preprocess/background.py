@@ -120,7 +120,7 @@ def background(cfg: Any) -> Path:
         started = time.time()
         ids = list(range(0, n, stride))
         images = np.stack([common.read_rgb(paths.frame(i)) for i in ids])
-        bg = np.stack([read_parsing(paths.parsing / f"{i}.png") == BACKGROUND for i in ids])
+        bg = np.stack([read_parsing(paths.parsing_image(i)) == BACKGROUND for i in ids])
         # Thin hair strands escape the person mask; a margin that scales with
         # the frame keeps them out of the background.
         margin = max(5.0, opts.background_margin * min(images.shape[1:3]))

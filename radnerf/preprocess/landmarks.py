@@ -100,7 +100,7 @@ def landmarks(cfg: Any) -> Path:
         # FAN runs on torch, which already uses every core (or the GPU): one process.
         workers = 1 if backend == "fan" else common.worker_count(opts.workers)
         per_chunk = common.map_chunks(
-            _detect_chunk, n, workers, backend, device, scale, str(paths.ori_imgs), weights_dir
+            _detect_chunk, n, workers, backend, device, scale, str(paths.root), weights_dir
         )
         detections = [faces for chunk in per_chunk for faces in chunk]
         track = select_track(detections, opts, (h, w))
@@ -159,10 +159,11 @@ def detect_scale(paths: PersonPaths, n: int, opts: common.PreprocessOptions, siz
 
 
 def _detect_chunk(
-    frames: range, backend: str, device: str, scale: float, ori_dir: str, weights_dir: str | None
+    frames: range, backend: str, device: str, scale: float, root: str, weights_dir: str | None
 ) -> list[list[Face]]:
     det = make_backend(backend, device=device, detect_scale=scale, weights_dir=weights_dir)
-    return [det.detect(common.read_rgb(Path(ori_dir) / f"{i}.jpg")) for i in frames]
+    paths = PersonPaths(Path(root))
+    return [det.detect(common.read_rgb(paths.frame(i))) for i in frames]
 
 
 def select_track(detections: list[list[Face]], opts: common.PreprocessOptions, size: tuple[int, int]) -> TrackResult:

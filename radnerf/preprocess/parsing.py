@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from radnerf.errors import ConfigError
+from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.stage_io import StageWriter, person_lock
 
@@ -331,7 +332,7 @@ def parse(cfg: Any) -> Path:
             workers = 1 if backend == "bisenet" else common.worker_count(opts.workers)
             shares = common.map_chunks(
                 _parse_chunk, n, workers, backend, common.resolve_device(cfg) if backend == "bisenet" else "cpu",
-                getattr(cfg.paths, "weights", None), str(paths.ori_imgs), str(out), points,
+                getattr(cfg.paths, "weights", None), str(paths.root), str(out), points,
             )
             share = np.concatenate(shares)  # [N, 4] share of pixels per label
             wr.manifest.update({
@@ -346,20 +347,21 @@ def parse(cfg: Any) -> Path:
             from radnerf.preprocess.overlays import parsing_overlay, write_overlay
 
             for i in common.overlay_indices(n, opts.overlay_frames):
-                colours = common.read_rgb(paths.parsing / f"{i}.png")
+                colours = common.read_rgb(paths.parsing_image(i))
                 write_overlay(paths, STAGE, i, parsing_overlay(common.read_rgb(paths.frame(i)), colours))
         log.info("parse: %d frames with %s in %.1f s", n, backend, time.time() - started)
     return paths.parsing
 
 
 def _parse_chunk(
-    frames: range, backend: str, device: str, weights_dir: str | None, ori_dir: str, out_dir: str,
+    frames: range, backend: str, device: str, weights_dir: str | None, root: str, out_dir: str,
     points: np.ndarray | None,
 ) -> np.ndarray:
     parser = make_backend(backend, device=device, weights_dir=weights_dir)
+    paths = PersonPaths(Path(root))
     shares = np.zeros((len(frames), 4))
     for k, i in enumerate(frames):
-        labels = parser.parse(common.read_rgb(Path(ori_dir) / f"{i}.jpg"), None if points is None else points[i])
+        labels = parser.parse(common.read_rgb(paths.frame(i)), None if points is None else points[i])
         shares[k] = np.bincount(labels.ravel(), minlength=4)[:4] / labels.size
         # Indexed PNG: readers (cv2.imread in RAD-NeRF) see the RGB colours.
         (Path(out_dir) / f"{i}.png").write_bytes(common.png_bytes(labels, palette=COLOURS))

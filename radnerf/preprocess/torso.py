@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.preprocess.parsing import BACKGROUND, HEAD, NECK, TORSO, read_parsing
 from radnerf.stage_io import StageWriter, person_lock
@@ -171,12 +172,12 @@ def torso(cfg: Any) -> Path:
 
 def _torso_chunk(frames: range, root: str, gt_dir: str, torso_dir: str) -> np.ndarray:
     """Process ``frames``; returns ``[len(frames)]`` count of neck-painted pixels per frame."""
-    base = Path(root)
-    bg = common.read_rgb(base / "bc.jpg")
+    paths = PersonPaths(Path(root))
+    bg = common.read_rgb(paths.background_image)
     painted = np.zeros(len(frames), np.int64)
     for k, i in enumerate(frames):
-        image = common.read_rgb(base / "ori_imgs" / f"{i}.jpg")
-        labels = read_parsing(base / "parsing" / f"{i}.png")
+        image = common.read_rgb(paths.frame(i))
+        labels = read_parsing(paths.parsing_image(i))
         gt = composite_gt(image, bg, labels)
         rgba = torso_image(gt, bg, labels)
         painted[k] = int(((rgba[..., 3] > 0) & (labels == HEAD)).sum())
