@@ -140,6 +140,7 @@ class StageWriter:
         self.root = Path(root)
         self.stage = stage
         self.outputs = list(outputs)
+        self._declared = set(self.outputs)
         self.manifest: dict[str, Any] = {}
         self.tmp: Path | None = None
 
@@ -151,11 +152,18 @@ class StageWriter:
         return self
 
     def path(self, name: str) -> Path:
-        """Where to write output ``name`` while the stage runs."""
+        """Where to write output ``name`` while the stage runs.
+
+        A name may lie inside a folder another stage owns (``ori_imgs/0.lms``):
+        its parent is made here, and the commit moves the file alone.
+        """
         assert self.tmp is not None, "use StageWriter as a context manager"
-        if name not in self.outputs:
+        if name not in self._declared:
             raise ValueError(f"{name!r} is not a declared output of stage {self.stage!r}")
-        return self.tmp / name
+        out = self.tmp / name
+        if "/" in name:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        return out
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.tmp is not None
@@ -183,6 +191,7 @@ class StageWriter:
         for name in self.outputs:
             dest = self.root / name
             if dest.exists() or dest.is_symlink():
+                (trash / name).parent.mkdir(parents=True, exist_ok=True)
                 os.replace(dest, trash / name)
             os.replace(self.tmp / name, dest)
         self.manifest.setdefault("stage", self.stage)

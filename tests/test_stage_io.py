@@ -96,3 +96,16 @@ def test_atomic_file_keeps_the_old_file_when_the_write_fails(tmp_path):
     with atomic_file(target) as tmp:
         tmp.write_bytes(b"new")
     assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["model.pth"]
+
+
+def test_stage_writer_commits_files_inside_another_stages_folder(tmp_path):
+    # Landmarks put their .lms beside ingest's frames: the folder stays, only the files move.
+    (tmp_path / "ori_imgs").mkdir()
+    (tmp_path / "ori_imgs" / "0.jpg").write_bytes(b"frame")
+    for text in ("first", "second"):
+        with StageWriter(tmp_path, "landmarks", ["ori_imgs/0.lms"]) as w:
+            w.path("ori_imgs/0.lms").write_text(text)
+        assert (tmp_path / "ori_imgs" / "0.lms").read_text() == text
+    assert (tmp_path / "ori_imgs" / "0.jpg").read_bytes() == b"frame"
+    assert sorted(p.name for p in (tmp_path / "ori_imgs").iterdir()) == ["0.jpg", "0.lms"]
+    assert json.loads((tmp_path / "manifests" / "landmarks.json").read_text())["stage"] == "landmarks"

@@ -19,10 +19,7 @@ writes them), ``manifests/landmarks.json`` (per-frame flags), overlays.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +31,7 @@ from radnerf.errors import InputError
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.preprocess.landmark_backends import Face, check_backend, make_backend
-from radnerf.stage_io import pending_marker, person_lock, read_manifest, write_json_atomic
+from radnerf.stage_io import StageWriter, person_lock, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -106,19 +103,24 @@ def landmarks(cfg: Any) -> Path:
         track = select_track(detections, opts, (h, w))
         report = check_track(track, opts, (h, w))
         points = smooth(track.points, opts.smooth_sigma)
-        _commit(paths, points, {
-            "stage": STAGE,
-            "fingerprint": fp,
-            "settings": settings,
-            "frames": n,
-            "width": w,
-            "height": h,
-            "detect_scale": scale,
-            "interpolated": [int(i) for i in np.flatnonzero(~track.detected)],
-            "competing_faces": track.competing,
-            **report,
-            "seconds": round(time.time() - started, 3),
-        })
+        outputs = [f"ori_imgs/{i}.lms" for i in range(n)]
+        with StageWriter(paths.root, STAGE, outputs) as wr:
+            for i, p in enumerate(points):
+                np.savetxt(wr.path(outputs[i]), p, "%f")
+            wr.manifest.update({
+                # ori_imgs belongs to ingest: the .lms files are committed one by one beside the frames.
+                "outputs": [f"ori_imgs/{{0..{n - 1}}}.lms"],
+                "fingerprint": fp,
+                "settings": settings,
+                "frames": n,
+                "width": w,
+                "height": h,
+                "detect_scale": scale,
+                "interpolated": [int(i) for i in np.flatnonzero(~track.detected)],
+                "competing_faces": track.competing,
+                **report,
+                "seconds": round(time.time() - started, 3),
+            })
         if opts.overlay_frames:
             from radnerf.preprocess.overlays import landmarks_overlay, write_overlay
 
@@ -376,32 +378,6 @@ def check_track(track: TrackResult, opts: common.PreprocessOptions, size: tuple[
         "extreme side view",
     )
     return {"cut_frames": [int(i) for i in cut], "side_view_frames": [int(i) for i in side], "face_width": width}
-
-
-def _commit(paths: PersonPaths, points: np.ndarray, manifest: dict) -> None:
-    """Write every ``.lms`` beside its frame, then the manifest (the commit record).
-
-    ``ori_imgs`` belongs to ingest, so the files cannot arrive as one folder
-    rename; the pending marker tells a later run that a crash happened here.
-    """
-    staging = paths.staging
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{STAGE}-", dir=staging))
-    try:
-        for i, p in enumerate(points):
-            np.savetxt(tmp / f"{i}.lms", p, "%f")
-        pending = pending_marker(paths.root, STAGE)
-        write_json_atomic(pending, {"stage": STAGE, "started": time.time()})
-        with contextlib.suppress(FileNotFoundError):
-            paths.manifest(STAGE).unlink()
-        for i in range(len(points)):
-            os.replace(tmp / f"{i}.lms", paths.lms(i))
-        write_json_atomic(paths.manifest(STAGE), manifest)
-        pending.unlink()
-    finally:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_landmarks(paths: PersonPaths, n: int | None = None) -> np.ndarray:
