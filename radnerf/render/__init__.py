@@ -52,6 +52,7 @@ from radnerf.render.renderer import (
 from radnerf.render.volume import (
     accumulate_along_rays,
     composite_background,
+    composite_padded,
     exclusive_sum_along_rays,
     render_transmittance_from_density,
     render_weight_from_density,
@@ -64,6 +65,7 @@ __all__ = [
     "RenderOptions",
     "accumulate_along_rays",
     "composite_background",
+    "composite_padded",
     "exclusive_sum_along_rays",
     "from_morton",
     "get_rays",

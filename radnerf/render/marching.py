@@ -77,7 +77,9 @@ class RaySamples:
 
     def counts(self) -> torch.Tensor:
         """``[n_rays]`` int64 samples per ray."""
-        return torch.bincount(self.ray_indices, minlength=self.n_rays)
+        # index_add rather than bincount, which waits for the device to size its output.
+        ones = torch.ones_like(self.ray_indices)
+        return self.ray_indices.new_zeros(self.n_rays).index_add_(0, self.ray_indices, ones)
 
 
 def step_bounds(max_steps: int, grid_size: int, bound: float) -> tuple[float, float]:

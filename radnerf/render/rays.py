@@ -19,10 +19,13 @@ Conventions (those of RAD-NeRF's ``nerf/provider.py`` and ``nerf/utils.py``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from radnerf.errors import InputError
 
 Intrinsics = Sequence[float]
 """``(fx, fy, cx, cy)`` in pixels."""
@@ -91,6 +94,35 @@ class Rays:
         return int(self.pixels.shape[0])
 
 
+_CAMERA_HINT = "check the camera in transforms_*.json (`radnerf track` writes it; re-run it with overwrite=true)"
+
+
+def check_camera(
+    pose: torch.Tensor, intrinsics: Intrinsics, height: int, width: int
+) -> tuple[float, float, float, float]:
+    """``(fx, fy, cx, cy)`` as floats once the camera is usable, else an :class:`InputError` naming the value.
+
+    A NaN pose or a zero focal would otherwise render a silently black or NaN
+    frame, far from the file that holds the bad value.
+    """
+    if tuple(pose.shape) != (4, 4):
+        raise InputError(f"a camera pose must be a 4x4 matrix, got shape {tuple(pose.shape)}", _CAMERA_HINT)
+    if not bool(torch.isfinite(pose).all()):
+        raise InputError("a camera pose has NaN or infinite entries", _CAMERA_HINT)
+    values = list(intrinsics)
+    if len(values) != 4:
+        raise InputError(f"intrinsics must be (fx, fy, cx, cy), got {len(values)} values", _CAMERA_HINT)
+    fx, fy, cx, cy = (float(v) for v in values)
+    if not all(math.isfinite(v) for v in (fx, fy, cx, cy)) or fx <= 0 or fy <= 0:
+        raise InputError(
+            f"intrinsics need finite values and positive focal lengths, got fx={fx}, fy={fy}, cx={cx}, cy={cy}",
+            _CAMERA_HINT,
+        )
+    if int(height) < 1 or int(width) < 1:
+        raise InputError(f"image size must be at least 1x1, got {height}x{width}", _CAMERA_HINT)
+    return fx, fy, cx, cy
+
+
 def get_rays(
     pose: torch.Tensor,
     intrinsics: Intrinsics,
@@ -111,15 +143,17 @@ def get_rays(
     Returns:
         :class:`Rays` with ``origins`` and ``directions`` ``[N, 3]`` in ``pose``'s
         dtype and device.
+
+    Raises:
+        InputError: the pose, intrinsics or image size cannot make rays (they
+            come from ``transforms_*.json``, so the message says which value).
     """
     pose = torch.as_tensor(pose)
-    if pose.shape != (4, 4):
-        raise ValueError(f"pose must be [4, 4], got {tuple(pose.shape)}")
+    fx, fy, cx, cy = check_camera(pose, intrinsics, height, width)
     device, dtype = pose.device, pose.dtype
     if pixels is None:
         pixels = torch.arange(height * width, device=device)
     pixels = pixels.to(device=device, dtype=torch.int64)
-    fx, fy, cx, cy = (float(v) for v in intrinsics)
     u = (pixels % width).to(dtype) + 0.5
     v = torch.div(pixels, width, rounding_mode="floor").to(dtype) + 0.5
     cam = torch.stack([(u - cx) / fx, (v - cy) / fy, torch.ones_like(u)], dim=-1)

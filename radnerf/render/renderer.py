@@ -31,6 +31,7 @@ from radnerf.render.rays import get_rays, head_aabb, near_far_from_aabb
 from radnerf.render.volume import (
     accumulate_along_rays,
     composite_background,
+    composite_padded,
     render_weight_from_density,
 )
 
@@ -91,6 +92,20 @@ def _call_field(radiance_fn: RadianceFn, xyz: torch.Tensor, dirs: torch.Tensor):
     return sigma.reshape(-1), rgb, extras
 
 
+def _check_rays(
+    origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor | float | None
+) -> None:
+    """ValueError naming the shapes when rays or background do not fit (a caller's bug, not the user's)."""
+    if origins.dim() != 2 or origins.shape[-1] != 3 or origins.shape != directions.shape:
+        raise ValueError(
+            f"origins and directions must both be [N, 3], got {tuple(origins.shape)} and {tuple(directions.shape)}"
+        )
+    if torch.is_tensor(background) and background.dim() > 0:
+        n = origins.shape[0]
+        if tuple(background.shape) not in ((n, 3), (3,)):
+            raise ValueError(f"background must be [{n}, 3], [3] or a float, got {tuple(background.shape)}")
+
+
 def render_rays(
     origins: torch.Tensor,
     directions: torch.Tensor,
@@ -126,7 +141,11 @@ def render_rays(
         samples marched), every extra of the field accumulated as
         ``[N, K]`` / ``[N]``, and on the differentiable path ``samples``
         (:class:`RaySamples`) and ``weights [M]``.
+
+    Raises:
+        ValueError: rays or background of the wrong shape.
     """
+    _check_rays(origins, directions, background)
     opts = options or RenderOptions()
     device = origins.device
     prof = _Profile(profile, device)
@@ -177,19 +196,21 @@ def _render_all(
             radiance_fn, xyz, directions.index_select(0, samples.ray_indices)
         )
     with prof("composite"):
+        # The marcher's ranks and max_steps give the padded layout directly:
+        # no recount of samples per ray and no device sync.
         weights, _, _ = render_weight_from_density(
-            samples.t_starts, samples.t_ends, sigma, samples.ray_indices, n, opts.min_transmittance
+            samples.t_starts, samples.t_ends, sigma, samples.ray_indices, n,
+            opts.min_transmittance, ranks=samples.steps, width=opts.max_steps,
         )
         out: dict[str, Any] = {
             "rgb": accumulate_along_rays(weights, rgb, samples.ray_indices, n),
-            "opacity": accumulate_along_rays(weights, None, samples.ray_indices, n)[:, 0],
-            "depth": accumulate_along_rays(weights, samples.t_starts, samples.ray_indices, n)[:, 0],
+            "opacity": accumulate_along_rays(weights, None, samples.ray_indices, n),
+            "depth": accumulate_along_rays(weights, samples.t_starts, samples.ray_indices, n),
             "weights": weights,
             "samples": samples,
         }
         for key, value in extras.items():
-            acc = accumulate_along_rays(weights, value, samples.ray_indices, n)
-            out[key] = acc[:, 0] if value.dim() == 1 else acc
+            out[key] = accumulate_along_rays(weights, value, samples.ray_indices, n)
     return out
 
 
@@ -252,21 +273,15 @@ def _render_rounds(
             delta = dt_pad[:, first:last].index_select(0, alive).view(-1).index_select(0, flat)
             tau = torch.zeros(alive.numel() * cols, device=device, dtype=dtype)
             tau = tau.index_copy_(0, flat, sigma.to(dtype) * delta).view(-1, cols)
-            before = trans.index_select(0, alive)[:, None] * torch.exp(-(tau.cumsum(dim=1) - tau))
-            w = before * -torch.expm1(-tau)
-            # Early termination: samples after the one that took T under the
-            # threshold do not count (RAD-NeRF's composite_rays break).
-            w = torch.where(before >= opts.min_transmittance, w, torch.zeros_like(w))
+            w, before, _ = composite_padded(tau, opts.min_transmittance, trans.index_select(0, alive))
             w = w.view(-1).index_select(0, flat)
-            acc["rgb"].index_add_(0, rows, w[:, None] * rgb.to(dtype))
-            acc["opacity"].index_add_(0, rows, w)
-            acc["depth"].index_add_(0, rows, w * t)
+            accumulate_along_rays(w, rgb, rows, num_rows, out=acc["rgb"])
+            accumulate_along_rays(w, None, rows, num_rows, out=acc["opacity"])
+            accumulate_along_rays(w, t, rows, num_rows, out=acc["depth"])
             for key, value in extras.items():
-                value = value.to(dtype)
                 if key not in acc:
-                    shape = (num_rows, *value.shape[1:])
-                    acc[key] = torch.zeros(shape, device=device, dtype=dtype)
-                acc[key].index_add_(0, rows, w.view(-1, *([1] * (value.dim() - 1))) * value)
+                    acc[key] = torch.zeros((num_rows, *value.shape[1:]), device=device, dtype=dtype)
+                accumulate_along_rays(w, value, rows, num_rows, out=acc[key])
             trans.index_copy_(0, alive, before[:, -1] * torch.exp(-tau[:, -1]))
     with prof("composite"):
         for key, value in acc.items():
@@ -307,6 +322,10 @@ def render_image(
         with prof("rays"):
             rays = get_rays(pose, intrinsics, height, width)
         if torch.is_tensor(background) and background.dim() == 3:
+            if tuple(background.shape) != (height, width, 3):
+                raise ValueError(
+                    f"background image must be [{height}, {width}, 3], got {tuple(background.shape)}"
+                )
             background = background.reshape(-1, 3).to(rays.origins)
         parts: dict[str, list] = {"rgb": [], "opacity": [], "depth": []}
         for start in range(0, len(rays), max_rays):

@@ -126,6 +126,17 @@ def test_background_fills_empty_pixels(head_grid):
     torch.testing.assert_close(const["rgb"][empty], torch.full_like(const["rgb"][empty], 0.25))
 
 
+def test_wrong_ray_and_background_shapes_name_the_shapes(head_grid):
+    pose, intr = _camera(8)
+    rays = get_rays(pose, intr, 8, 8)
+    with pytest.raises(ValueError, match=r"\[N, 3\]"):
+        render_rays(rays.origins, rays.directions[:10], head_grid, ellipsoid_field)
+    with pytest.raises(ValueError, match=r"background must be \[64, 3\]"):
+        render_rays(rays.origins, rays.directions, head_grid, ellipsoid_field, background=torch.zeros(10, 3))
+    with pytest.raises(ValueError, match=r"\[8, 8, 3\]"):
+        render_image(pose, intr, 8, 8, head_grid, ellipsoid_field, background=torch.zeros(8, 9, 3))
+
+
 def test_inference_extras_match_differentiable(head_grid):
     pose, intr = _camera(12)
     rays = get_rays(pose, intr, 12, 12)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from radnerf.errors import InputError
 from radnerf.render import (
     get_rays,
     head_aabb,
@@ -156,3 +157,23 @@ def test_near_far_against_box():
     assert far[3] <= near[3]  # nothing to march
     torch.testing.assert_close(near[4], torch.tensor(2.0 * math.sqrt(2.0)))
     torch.testing.assert_close(far[4], torch.tensor(4.0 * math.sqrt(2.0)))
+
+
+@pytest.mark.parametrize(
+    ("pose", "intrinsics", "size", "match"),
+    [
+        (torch.eye(4)[:3], (10.0, 10.0, 2.0, 2.0), (4, 4), "4x4"),
+        (torch.full((4, 4), math.nan), (10.0, 10.0, 2.0, 2.0), (4, 4), "NaN"),
+        (torch.eye(4), (10.0, 10.0, 2.0), (4, 4), "fx, fy, cx, cy"),
+        (torch.eye(4), (0.0, 10.0, 2.0, 2.0), (4, 4), "positive focal"),
+        (torch.eye(4), (10.0, math.inf, 2.0, 2.0), (4, 4), "positive focal"),
+        (torch.eye(4), (10.0, 10.0, math.nan, 2.0), (4, 4), "finite"),
+        (torch.eye(4), (10.0, 10.0, 2.0, 2.0), (0, 4), "at least 1x1"),
+    ],
+)
+def test_get_rays_refuses_unusable_camera(pose, intrinsics, size, match):
+    # A tracked camera with NaNs or a zero focal would render a black or NaN
+    # frame far from the file at fault; the error names the value and the file.
+    with pytest.raises(InputError, match=match) as info:
+        get_rays(pose, intrinsics, *size)
+    assert "transforms_" in str(info.value)

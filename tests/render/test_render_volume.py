@@ -10,6 +10,7 @@ import torch
 from radnerf.render import (
     accumulate_along_rays,
     composite_background,
+    composite_padded,
     exclusive_sum_along_rays,
     render_transmittance_from_density,
     render_weight_from_density,
@@ -74,7 +75,7 @@ def test_constant_density_slab_closed_form():
     )
     opacity = accumulate_along_rays(weights, None, ray, 1)
     torch.testing.assert_close(
-        opacity, torch.tensor([[1.0 - math.exp(-s * thickness)]], dtype=torch.float64)
+        opacity, torch.tensor([1.0 - math.exp(-s * thickness)], dtype=torch.float64)
     )
     # Constant colour c through the slab renders c * opacity.
     colour = torch.tensor([0.2, 0.5, 0.9], dtype=torch.float64)
@@ -86,7 +87,7 @@ def test_weights_sum_to_one_minus_final_transmittance():
     counts = [5, 0, 3, 9, 1]
     ray, t0, t1, sig, _ = _random_packed(counts)
     weights, _, alphas = render_weight_from_density(t0, t1, sig, ray, len(counts))
-    acc = accumulate_along_rays(weights, None, ray, len(counts))[:, 0]
+    acc = accumulate_along_rays(weights, None, ray, len(counts))
     final = torch.stack([(1.0 - alphas[ray == r]).prod() for r in range(len(counts))])
     torch.testing.assert_close(acc, 1.0 - final)
     assert acc[1] == 0.0  # a ray without samples
@@ -102,8 +103,8 @@ def test_matches_plain_per_ray_loop_with_early_termination():
         )
         torch.testing.assert_close(w, ref_w)
         torch.testing.assert_close(accumulate_along_rays(w, col, ray, len(counts)), ref_rgb)
-        torch.testing.assert_close(accumulate_along_rays(w, None, ray, len(counts))[:, 0], ref_acc)
-        torch.testing.assert_close(accumulate_along_rays(w, t0, ray, len(counts))[:, 0], ref_depth)
+        torch.testing.assert_close(accumulate_along_rays(w, None, ray, len(counts)), ref_acc)
+        torch.testing.assert_close(accumulate_along_rays(w, t0, ray, len(counts)), ref_depth)
 
 
 def test_early_termination_zeroes_late_weights():
@@ -127,7 +128,7 @@ def test_opaque_plane_depth():
     sig = torch.where(t >= 1.537, 1e4, 0.0).to(torch.float64)
     ray = torch.zeros(100, dtype=torch.int64)
     w, _, _ = render_weight_from_density(t, t + 0.01, sig, ray, 1, 1e-4)
-    depth = accumulate_along_rays(w, t, ray, 1)[0, 0]
+    depth = accumulate_along_rays(w, t, ray, 1)[0]
     assert 1.537 <= float(depth) < 1.547
     torch.testing.assert_close(w.sum(), torch.tensor(1.0, dtype=torch.float64))
 
@@ -142,6 +143,69 @@ def test_exclusive_sum_matches_loop_and_checks_order():
         exclusive_sum_along_rays(values, ray.flip(0), 4)
 
 
+def _ranks(counts):
+    return torch.cat([torch.arange(n) for n in counts])
+
+
+def test_given_ranks_match_recounted_layout_values_and_gradients():
+    # The renderer passes the marcher's ranks and max_steps instead of letting
+    # the function recount them; padding wider than the longest ray must not
+    # change a value or a gradient.
+    counts = [7, 0, 3, 12, 1]
+    ray, t0, t1, sig, _ = _random_packed(counts, seed=5)
+    ranks = _ranks(counts)
+    upstream = torch.rand(len(ray), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    results = []
+    for kwargs in ({}, {"ranks": ranks, "width": 12}, {"ranks": ranks, "width": 16}):
+        s = sig.clone().requires_grad_(True)
+        w, trans, alphas = render_weight_from_density(t0, t1, s, ray, len(counts), 1e-3, **kwargs)
+        (w * upstream).sum().backward()
+        results.append((w.detach(), trans.detach(), alphas.detach(), s.grad))
+        excl = exclusive_sum_along_rays(sig, ray, len(counts), **kwargs)
+        torch.testing.assert_close(excl, exclusive_sum_along_rays(sig, ray, len(counts)))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="width"):
+        render_weight_from_density(t0, t1, sig, ray, len(counts), ranks=ranks)
+
+
+def test_composite_padded_in_blocks_equals_one_pass():
+    # The inference loop composites a few steps at a time, carrying the
+    # transmittance left; that must give the weights of a single pass.
+    g = torch.Generator().manual_seed(2)
+    tau = 0.4 * torch.rand(6, 10, generator=g, dtype=torch.float64)
+    tau[2, 7:] = 0.0  # a ray with padding at its end
+    for thresh in (0.0, 1e-2):
+        whole, trans, alphas = composite_padded(tau, thresh)
+        start = torch.ones(6, dtype=torch.float64)
+        blocks = []
+        for first in range(0, 10, 4):
+            block = tau[:, first : first + 4]
+            w, before, _ = composite_padded(block, thresh, start)
+            blocks.append(w)
+            start = before[:, -1] * torch.exp(-block[:, -1])
+        torch.testing.assert_close(torch.cat(blocks, dim=1), whole)
+        torch.testing.assert_close(trans[:, 0], torch.ones(6, dtype=torch.float64))
+        torch.testing.assert_close(alphas, 1.0 - torch.exp(-tau))
+        assert (whole[2, 7:] == 0).all()
+
+
+def test_accumulate_shapes_follow_values_and_out_adds_in_place():
+    ray = torch.tensor([0, 0, 2, 2, 2])
+    w = torch.tensor([0.5, 0.25, 1.0, 0.5, 0.25])
+    assert accumulate_along_rays(w, None, ray, 3).tolist() == [0.75, 0.0, 1.75]
+    t = torch.tensor([1.0, 2.0, 1.0, 2.0, 4.0])
+    assert accumulate_along_rays(w, t, ray, 3).tolist() == [1.0, 0.0, 3.0]
+    feats = torch.arange(30.0).view(5, 2, 3)
+    got = accumulate_along_rays(w, feats, ray, 3)
+    assert got.shape == (3, 2, 3)
+    torch.testing.assert_close(got[2], 1.0 * feats[2] + 0.5 * feats[3] + 0.25 * feats[4])
+    out = torch.ones(3)
+    assert accumulate_along_rays(w, None, ray, 3, out=out) is out
+    assert out.tolist() == [1.75, 1.0, 2.75]
+
+
 def test_gradcheck_rendering_equation():
     counts = [4, 0, 3, 6]
     ray, t0, t1, sig, col = _random_packed(counts, seed=7)
@@ -153,7 +217,7 @@ def test_gradcheck_rendering_equation():
         rgb = accumulate_along_rays(w, colours, ray, len(counts))
         acc = accumulate_along_rays(w, None, ray, len(counts))
         depth = accumulate_along_rays(w, t0, ray, len(counts))
-        return torch.cat([rgb, acc, depth], dim=1)
+        return torch.cat([rgb, acc[:, None], depth[:, None]], dim=1)
 
     assert torch.autograd.gradcheck(render, (sig, col), eps=1e-6, atol=1e-6)
 
