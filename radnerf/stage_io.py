@@ -40,6 +40,38 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def fingerprint(
+    stage: str, inputs: dict[str, str], settings: Any, algorithm: int, libraries: dict[str, str | None] | None = None
+) -> str:
+    """What decides a stage's outputs: its inputs' fingerprints, its settings and the code that computes them.
+
+    Args:
+        algorithm: the stage's algorithm version, bumped when its code changes its outputs.
+        libraries: versions of outside libraries whose numbers end up in the outputs (a
+            phone decoder, a model's runtime), so upgrading one redoes the stage.
+    """
+    # Read here, not imported at the top, so a test can change it.
+    from radnerf import __version__
+
+    what = {"stage": stage, "inputs": inputs, "settings": settings, "version": [algorithm, __version__]}
+    if libraries is not None:
+        what["libraries"] = libraries
+    return sha256_json(what)
+
+
+def library_versions(*names: str) -> dict[str, str | None]:
+    """``{distribution: installed version}``; None for one that is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 def read_manifest(path: str | Path) -> dict | None:
     """The manifest at ``path``, or None if absent or unreadable (treated as unfinished)."""
     try:

@@ -109,3 +109,20 @@ def test_stage_writer_commits_files_inside_another_stages_folder(tmp_path):
     assert (tmp_path / "ori_imgs" / "0.jpg").read_bytes() == b"frame"
     assert sorted(p.name for p in (tmp_path / "ori_imgs").iterdir()) == ["0.jpg", "0.lms"]
     assert json.loads((tmp_path / "manifests" / "landmarks.json").read_text())["stage"] == "landmarks"
+
+
+def test_fingerprint_changes_with_the_code_that_computes_the_outputs(monkeypatch):
+    import radnerf
+    from radnerf.stage_io import fingerprint, library_versions
+
+    base = fingerprint("audio_ph", {"aud.wav": "abc"}, {"window": 16}, 1, {"pocketsphinx": "5.0"})
+    assert fingerprint("audio_ph", {"aud.wav": "abc"}, {"window": 16}, 1, {"pocketsphinx": "5.0"}) == base
+    assert fingerprint("audio_ph", {"aud.wav": "abc"}, {"window": 16}, 2, {"pocketsphinx": "5.0"}) != base
+    assert fingerprint("audio_ph", {"aud.wav": "abc"}, {"window": 16}, 1, {"pocketsphinx": "5.1"}) != base
+    monkeypatch.setattr(radnerf, "__version__", "999.0")
+    assert fingerprint("audio_ph", {"aud.wav": "abc"}, {"window": 16}, 1, {"pocketsphinx": "5.0"}) != base
+    import numpy
+
+    assert library_versions("numpy", "surely-not-installed-radnerf-x") == {
+        "numpy": numpy.__version__, "surely-not-installed-radnerf-x": None,
+    }

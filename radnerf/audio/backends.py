@@ -62,8 +62,19 @@ def manifest_stage(cfg: AudioFeaturesConfig) -> str:
     return f"audio_{feature_name(cfg)}"
 
 
-def make_backend(cfg: AudioFeaturesConfig) -> FeatureBackend:
-    """Build (and load the model of) the backend ``cfg.backend`` names."""
+def backend_libraries(cfg: AudioFeaturesConfig) -> tuple[str, ...]:
+    """The distributions whose code computes the backend's numbers (pocketsphinx's phone decoder, the
+    transformers model code and the torch kernels under it), for the feature file's fingerprint."""
+    return ("pocketsphinx",) if cfg.backend == "offline" else ("transformers", "torch")
+
+
+def make_backend(cfg: AudioFeaturesConfig, weights_dir: str | None = None) -> FeatureBackend:
+    """Build (and load the model of) the backend ``cfg.backend`` names.
+
+    Args:
+        weights_dir: the root config's ``paths.weights``, where the weights manager keeps
+            the transformers checkpoints; None: ``$RADNERF_WEIGHTS`` or its default.
+    """
     feature_name(cfg)
     if cfg.backend == "offline":
         from radnerf.audio.phonetic import PhoneticBackend
@@ -72,5 +83,7 @@ def make_backend(cfg: AudioFeaturesConfig) -> FeatureBackend:
     from radnerf.audio.hf import CtcLogitsBackend, HiddenStatesBackend
 
     if cfg.backend == "wav2vec2":
-        return CtcLogitsBackend(cfg.wav2vec2_checkpoint, device=cfg.device, dtype=cfg.dtype)
-    return HiddenStatesBackend(cfg.hubert_checkpoint, layer=cfg.hubert_layer, device=cfg.device, dtype=cfg.dtype)
+        return CtcLogitsBackend(cfg.wav2vec2_checkpoint, device=cfg.device, dtype=cfg.dtype, weights_dir=weights_dir)
+    return HiddenStatesBackend(
+        cfg.hubert_checkpoint, layer=cfg.hubert_layer, device=cfg.device, dtype=cfg.dtype, weights_dir=weights_dir
+    )

@@ -23,8 +23,11 @@ WEIGHT_NAMES = {s.repo_id: s.name for s in weights.REGISTRY.values() if s.repo_i
 """Hub ids the weights manager knows, by its names (``radnerf weights fetch NAME``)."""
 
 
-def resolve_checkpoint(checkpoint: str, backend: str) -> Path:
+def resolve_checkpoint(checkpoint: str, backend: str, weights_dir: str | None = None) -> Path:
     """The local folder of ``checkpoint`` (a folder, or a hub id already in the cache).
+
+    A hub id the weights manager knows is looked up in ``weights_dir`` (``paths.weights``;
+    None: ``$RADNERF_WEIGHTS`` or the default cache) first, then in the Hugging Face cache.
 
     Raises:
         MissingWeightsError: neither a folder nor a downloaded hub model.
@@ -35,10 +38,11 @@ def resolve_checkpoint(checkpoint: str, backend: str) -> Path:
     name = WEIGHT_NAMES.get(checkpoint)
     if name is not None:
         # Fetched or imported through the weights manager (its folder, or the HF cache).
-        local = weights.local_path(name)
+        local = weights.local_path(name, weights_dir)
         if local is not None:
             return local
-    fetch = f"run `radnerf weights fetch {name}`" if name else f"download {checkpoint} into a folder and pass that folder"
+    where = f" paths.weights={weights_dir}" if weights_dir else ""
+    fetch = f"run `radnerf weights fetch {name}{where}`" if name else f"download {checkpoint} into a folder and pass that folder"
     hint = f"{fetch}, or use audio_features.backend=offline, which needs no download"
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
@@ -90,9 +94,9 @@ def _load_config(folder: Path, checkpoint: str, backend: str):
 class _TransformersBackend:
     """Shared input handling: per-chunk normalisation and padding onto the 50 Hz clock."""
 
-    def __init__(self, checkpoint: str, backend: str, device: str, dtype: str = "auto"):
+    def __init__(self, checkpoint: str, backend: str, device: str, dtype: str = "auto", weights_dir: str | None = None):
         self.checkpoint = checkpoint
-        self.folder = resolve_checkpoint(checkpoint, backend)
+        self.folder = resolve_checkpoint(checkpoint, backend, weights_dir)
         self.config = _load_config(self.folder, checkpoint, backend)
         if not hasattr(self.config, "conv_kernel"):
             raise ConfigError(
@@ -138,8 +142,8 @@ class _TransformersBackend:
 class CtcLogitsBackend(_TransformersBackend):
     """CTC logits of a ``*ForCTC`` checkpoint, ``[M, vocab]`` (44 for RAD-NeRF's esperanto model)."""
 
-    def __init__(self, checkpoint: str, device: str = "auto", dtype: str = "auto"):
-        super().__init__(checkpoint, "wav2vec2", device, dtype)
+    def __init__(self, checkpoint: str, device: str = "auto", dtype: str = "auto", weights_dir: str | None = None):
+        super().__init__(checkpoint, "wav2vec2", device, dtype, weights_dir)
         archs = list(getattr(self.config, "architectures", None) or [])
         if not any(a.endswith("ForCTC") for a in archs):
             raise ConfigError(
@@ -164,8 +168,10 @@ class CtcLogitsBackend(_TransformersBackend):
 class HiddenStatesBackend(_TransformersBackend):
     """Hidden states of a HuBERT-style encoder, ``[M, hidden]`` (1024 for hubert-large)."""
 
-    def __init__(self, checkpoint: str, layer: int = -1, device: str = "auto", dtype: str = "auto"):
-        super().__init__(checkpoint, "hubert", device, dtype)
+    def __init__(
+        self, checkpoint: str, layer: int = -1, device: str = "auto", dtype: str = "auto", weights_dir: str | None = None
+    ):
+        super().__init__(checkpoint, "hubert", device, dtype, weights_dir)
         from transformers import AutoModel
 
         # AutoModel drops a CTC head if the checkpoint has one (hubert-large-ls960-ft does).

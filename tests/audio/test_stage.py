@@ -8,7 +8,7 @@ import pytest
 
 from radnerf.audio import AudioFeaturesConfig, extract_person_features, feature_path
 from radnerf.config import PathsConfig
-from radnerf.errors import InputError, StageOutputExistsError
+from radnerf.errors import InputError, MissingWeightsError, StageOutputExistsError
 from radnerf.media import write_wav
 from tests.audio.audio_helpers import EnergyBackend
 
@@ -23,8 +23,8 @@ class RootConfig:
     audio_features: AudioFeaturesConfig = field(default_factory=AudioFeaturesConfig)
 
 
-@pytest.fixture
-def person(tmp_path, monkeypatch):
+def ingested_person(tmp_path):
+    """``alice`` with 30 frames' worth of aud.wav and an ingest manifest; the config that names her."""
     cfg = RootConfig(paths=PathsConfig(artifacts=str(tmp_path / "artifacts")))
     root = tmp_path / "artifacts" / "alice"
     root.mkdir(parents=True)
@@ -33,9 +33,15 @@ def person(tmp_path, monkeypatch):
     write_wav(root / "aud.wav", x, 16000)
     (root / "manifests").mkdir()
     (root / "manifests" / "ingest.json").write_text(json.dumps({"frames": frames}))
+    return cfg, root
+
+
+@pytest.fixture
+def person(tmp_path, monkeypatch):
+    cfg, root = ingested_person(tmp_path)
     built = []
 
-    def fake_backend(fc):
+    def fake_backend(fc, weights_dir=None):
         built.append(fc.backend)
         return EnergyBackend()
 
@@ -118,3 +124,52 @@ def test_real_offline_backend_on_ingested_speech(tmp_path, speech_8s):
     phones = out[:, 8, :41]
     np.testing.assert_allclose(phones.sum(1), 1.0, atol=1e-6)
     assert (phones[:, 0] < 1).mean() > 0.5  # speech, not silence
+
+
+def test_new_code_versions_recompute(person, monkeypatch):
+    """A new radnerf, a new audio algorithm or a new phone decoder can change the numbers: redo aud_ph.npy."""
+    import importlib.metadata
+
+    import radnerf
+    import radnerf.audio.stage
+
+    cfg, root, built = person
+    extract_person_features(cfg)
+    installed = importlib.metadata.version("pocketsphinx")
+    assert json.loads((root / "manifests" / "audio_ph.json").read_text())["tools"]["pocketsphinx"] == installed
+    real_version = importlib.metadata.version
+    monkeypatch.setattr(
+        importlib.metadata, "version", lambda name: "999.0" if name == "pocketsphinx" else real_version(name)
+    )
+    extract_person_features(cfg)
+    assert len(built) == 2
+    extract_person_features(cfg)
+    assert len(built) == 2  # the same decoder again: nothing to do
+    monkeypatch.setattr(radnerf, "__version__", "999.0")
+    extract_person_features(cfg)
+    assert len(built) == 3
+    monkeypatch.setattr(radnerf.audio.stage, "ALGORITHM_VERSION", radnerf.audio.stage.ALGORITHM_VERSION + 1)
+    extract_person_features(cfg)
+    assert len(built) == 4
+
+
+
+def test_transformers_checkpoint_from_paths_weights(tmp_path, monkeypatch, tiny_checkpoints, hf_offline):
+    """``paths.weights`` is where the weights manager put the HuBERT checkpoint: the stage finds it there."""
+    import huggingface_hub.constants
+
+    from radnerf import weights
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # not the machine's copy
+    monkeypatch.setenv("RADNERF_WEIGHTS", str(tmp_path / "default-cache"))
+    folder = tmp_path / "my-weights"
+    weights.import_file(tiny_checkpoints["hubert"], "hubert-large", str(folder))
+    cfg, root = ingested_person(tmp_path)
+    cfg.audio_features = AudioFeaturesConfig(backend="hubert", chunk_seconds=1.0)
+    with pytest.raises(MissingWeightsError, match="hubert-large"):
+        extract_person_features(cfg)
+    cfg.paths.weights = str(folder)
+    out = extract_person_features(cfg)
+    assert out == root / "aud_hu.npy" and np.load(out).shape == (30, 16, 16)
+    tools = json.loads((root / "manifests" / "audio_hu.json").read_text())["tools"]
+    assert tools["transformers"] and tools["torch"]
