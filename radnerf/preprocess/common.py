@@ -20,11 +20,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from radnerf import stage_io
 from radnerf.config import PreprocessConfig
 from radnerf.errors import InputError
 from radnerf.paths import PersonPaths, validate_person
 from radnerf.stage_io import (
     foreign_outputs,
+    person_lock,
     read_manifest,
     sha256_file,
     sha256_json,
@@ -106,7 +108,8 @@ def stage_fingerprint(paths: PersonPaths, stage: str) -> str:
     """Fingerprint of a finished stage's outputs, for the manifests of the stages that consume them.
 
     Stages written by radnerf record a ``fingerprint``; a dataset imported from
-    RAD-NeRF has no manifests, so its frames are hashed instead.
+    RAD-NeRF has no manifests, so its frames are hashed instead (once: see
+    :func:`adopt_frames`).
 
     Raises:
         InputError: the stage has not run.
@@ -115,21 +118,44 @@ def stage_fingerprint(paths: PersonPaths, stage: str) -> str:
     if manifest is not None and manifest.get("fingerprint"):
         return str(manifest["fingerprint"])
     if stage == "ingest":
-        n = frame_count(paths)
-        return sha256_json([sha256_file(paths.frame(i)) for i in range(n)])
+        return adopt_frames(paths)
     raise InputError(
         f"stage {stage!r} has not run for {paths.root}",
         hint=f"run `radnerf {stage} person={paths.root.name}` first",
     )
 
 
-def fingerprint(stage: str, upstream: dict[str, str], settings: Any) -> str:
-    """What decides a stage's outputs: its inputs' fingerprints, settings and algorithm version."""
-    from radnerf import __version__
+def adopt_frames(paths: PersonPaths) -> str:
+    """Fingerprint frames that radnerf did not ingest (a RAD-NeRF dataset) and record it; returns it.
 
-    return sha256_json({
-        "stage": stage, "inputs": upstream, "settings": settings, "version": [ALGORITHM_VERSION, __version__],
-    })
+    Hashing every frame takes seconds on a long clip and each later stage asks
+    for this fingerprint, so it goes into an ``imported`` ingest manifest (as
+    :func:`adopt_foreign` writes for the other stages) that answers them from
+    then on. Ingest still treats such frames as not its own: it replaces them
+    only with ``overwrite``. Call it without holding the person lock.
+    """
+    n = frame_count(paths)
+    fp = sha256_json([sha256_file(paths.frame(i)) for i in range(n)])
+    outputs = [paths.ori_imgs.name, paths.audio_wav.name]
+    with person_lock(paths.root):
+        current = read_manifest(paths.manifest("ingest"))
+        if current is not None and current.get("fingerprint"):  # ingest finished meanwhile
+            return str(current["fingerprint"])
+        # With a pending marker the frames are ours, half committed: ingest must
+        # still see them as its own to redo, so nothing is recorded.
+        if foreign_outputs(paths.root, "ingest", outputs):
+            width, height = image_size(paths.frame(0))
+            write_json_atomic(paths.manifest("ingest"), {
+                "stage": "ingest", "imported": True, "fingerprint": fp, "frames": n, "width": width, "height": height,
+                "outputs": [o for o in outputs if (paths.root / o).exists()],
+            })
+            log.info("ingest: adopted the %d frames in %s as they are (not written by radnerf)", n, paths.ori_imgs)
+    return fp
+
+
+def fingerprint(stage: str, upstream: dict[str, str], settings: Any, algorithm: int = ALGORITHM_VERSION) -> str:
+    """What decides a stage's outputs: its inputs' fingerprints, settings, algorithm and radnerf version."""
+    return stage_io.fingerprint(stage, upstream, settings, algorithm)
 
 
 def is_done(paths: PersonPaths, stage: str, fp: str, outputs: Sequence[str]) -> bool:

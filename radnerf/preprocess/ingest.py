@@ -190,12 +190,17 @@ def ingest(cfg: RadNerfConfig) -> IngestResult:
     paths = PersonPaths.for_person(cfg.paths.artifacts, person)
     with person_lock(paths.root):
         old = read_manifest(paths.manifest(STAGE))
+        if old is not None and old.get("imported"):
+            # Frames of a RAD-NeRF dataset that a later stage fingerprinted (common.adopt_frames): still not ours.
+            foreign = [o for o in OUTPUTS if (paths.root / o).exists()]
+            old = None
+        else:
+            foreign = foreign_outputs(paths.root, STAGE, OUTPUTS)
         if old is not None and not cfg.overwrite and old.get("source", {}).get("sha256") != source["sha256"]:
             raise StageOutputExistsError(
                 f"person {person!r} was ingested from another video ({old.get('source', {}).get('path')})",
                 hint="choose another person=NAME, or add overwrite=true to replace it and everything made from it",
             )
-        foreign = foreign_outputs(paths.root, STAGE, OUTPUTS)
         if foreign and not cfg.overwrite:
             raise StageOutputExistsError(
                 f"{paths.root} already holds {', '.join(foreign)} that radnerf did not write",

@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -380,19 +380,26 @@ def check_track(track: TrackResult, opts: common.PreprocessOptions, size: tuple[
     return {"cut_frames": [int(i) for i in cut], "side_view_frames": [int(i) for i in side], "face_width": width}
 
 
-def load_landmarks(paths: PersonPaths, n: int | None = None) -> np.ndarray:
+def load_landmarks(paths: PersonPaths, n: int | None = None, missing: Literal["raise", "nan"] = "raise") -> np.ndarray:
     """``[N, 68, 2]`` from ``ori_imgs/<i>.lms`` (ours or RAD-NeRF's).
 
+    Args:
+        missing: what a frame without a ``.lms`` gets: 'raise', or 'nan' for
+            NaN landmarks (tracking refits such frames from their neighbours).
+
     Raises:
-        InputError: a frame has no ``.lms`` (the landmarks stage has not run).
+        InputError: with ``missing='raise'``, a frame has no ``.lms`` (the landmarks stage has not run).
     """
+    if missing not in ("raise", "nan"):
+        raise ValueError(f"missing={missing!r}: use 'raise' or 'nan'")
     n = common.frame_count(paths) if n is None else n
-    out = np.empty((n, 68, 2))
+    out = np.full((n, 68, 2), np.nan)
     for i in range(n):
         f = paths.lms(i)
-        if not f.exists():
+        if f.exists():
+            out[i] = np.loadtxt(f).reshape(68, 2)
+        elif missing == "raise":
             raise InputError(f"{f} is missing", hint=f"run `radnerf landmarks person={paths.root.name}` first")
-        out[i] = np.loadtxt(f).reshape(68, 2)
     return out
 
 
@@ -400,3 +407,15 @@ def interpolated_frames(paths: PersonPaths) -> list[int]:
     """Frames whose landmarks were interpolated, from the manifest (none for imported datasets)."""
     m = read_manifest(paths.manifest(STAGE)) or {}
     return list(m.get("interpolated", []))
+
+
+def detected_frames(paths: PersonPaths, lms: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: frames whose ``lms: [N, 68, 2]`` are a detection (present, and neither
+    interpolated nor listed as missing in the landmarks manifest)."""
+    detected = np.isfinite(lms).all(axis=(1, 2))
+    m = read_manifest(paths.manifest(STAGE)) or {}
+    for key in ("missing_frames", "interpolated"):
+        for i in m.get(key, []) or []:
+            if 0 <= int(i) < len(detected):
+                detected[int(i)] = False
+    return detected

@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 STAGE = "track"
 OUTPUTS = ("transforms_train.json", "transforms_val.json", "track")
 ALGORITHM_VERSION = 1
+"""Bumped when the fit changes the poses it writes, so finished tracks are redone."""
 RADNERF_SCALE = 4.0
 """RAD-NeRF's default ``--scale``: world metres times this give its normalised space."""
 
@@ -529,24 +530,6 @@ def track_config(cfg: Any) -> TrackConfig:
     return common.section(cfg, "track", TrackConfig)
 
 
-def _load_landmarks(paths: PersonPaths, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``([N, 68, 2] landmarks with NaN where absent, [N] detected)``."""
-    from radnerf.stage_io import read_manifest
-
-    lms = np.full((n, 68, 2), np.nan)
-    for i in range(n):
-        f = paths.lms(i)
-        if f.exists():
-            lms[i] = np.loadtxt(f).reshape(68, 2)
-    detected = np.isfinite(lms).all(axis=(1, 2))
-    m = read_manifest(paths.manifest("landmarks")) or {}
-    for key in ("missing_frames", "interpolated"):
-        for i in m.get(key, []) or []:
-            if 0 <= int(i) < n:
-                detected[int(i)] = False
-    return lms, detected
-
-
 def _imported(paths: PersonPaths) -> Path | None:
     """The dataset folder when it holds another tool's tracking (nothing of ours), after checking it."""
     from radnerf.stage_io import foreign_outputs
@@ -596,6 +579,7 @@ def track(cfg: Any) -> Path:
     Raises:
         InputError: no landmarks, too few usable frames, or pose jumps in too many frames.
     """
+    from radnerf.preprocess.landmarks import detected_frames, load_landmarks
     from radnerf.stage_io import (
         StageWriter,
         person_lock,
@@ -627,14 +611,14 @@ def track(cfg: Any) -> Path:
         regions = paths.regions
         if regions.exists():
             upstream["regions"] = sha256_file(regions)
-        fp = sha256_json({"stage": STAGE, "inputs": upstream, "settings": asdict(c), "size": [width, height],
-                          "version": ALGORITHM_VERSION})
+        fp = common.fingerprint(STAGE, upstream, {"track": asdict(c), "size": [width, height]}, ALGORITHM_VERSION)
         if up_to_date(paths.root, STAGE, fp, OUTPUTS):
             log.info("track: %s is up to date, nothing to do", paths.root)
             return paths.root
 
         started = time.time()
-        lms, detected = _load_landmarks(paths, n)
+        lms = load_landmarks(paths, n, missing="nan")
+        detected = detected_frames(paths, lms)
         tr = track_landmarks(lms, width, height, c, valid=detected)
         eye = load_eye_ratio(paths, n)
         eye_source = "regions.csv"

@@ -56,3 +56,39 @@ def test_indexed_png_reads_back_as_colours(tmp_path):
     from PIL import Image
 
     np.testing.assert_array_equal(np.array(Image.open(tmp_path / "p.png").convert("RGB")), palette[labels])
+
+
+def test_imported_frames_are_hashed_once_then_read_from_the_manifest(tmp_path, monkeypatch):
+    """A RAD-NeRF dataset has no ingest manifest: its frames' hash is computed once and recorded."""
+    import json
+
+    from radnerf.paths import PersonPaths
+
+    paths = PersonPaths(tmp_path / "obama")
+    paths.ori_imgs.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        common.write_rgb(paths.frame(i), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    hashed = []
+    real_sha = common.sha256_file
+    monkeypatch.setattr(common, "sha256_file", lambda p: hashed.append(p) or real_sha(p))
+    first = common.stage_fingerprint(paths, "ingest")
+    assert len(hashed) == 3
+    assert common.stage_fingerprint(paths, "ingest") == first and len(hashed) == 3
+    manifest = json.loads(paths.manifest("ingest").read_text())
+    assert manifest["imported"] is True and manifest["frames"] == 3
+    assert (manifest["width"], manifest["height"]) == (32, 24) == common.frame_size(paths)
+
+
+def test_half_committed_frames_are_not_adopted(tmp_path):
+    """A pending marker says the frames are ingest's own, mid-commit: ingest must redo them, not see them as imported."""
+    from radnerf.paths import PersonPaths
+    from radnerf.stage_io import pending_marker
+
+    paths = PersonPaths(tmp_path / "p")
+    paths.ori_imgs.mkdir(parents=True)
+    common.write_rgb(paths.frame(0), np.zeros((8, 8, 3), np.uint8))
+    pending_marker(paths.root, "ingest").parent.mkdir()
+    pending_marker(paths.root, "ingest").write_text("{}")
+    assert len(common.stage_fingerprint(paths, "ingest")) == 64
+    assert not paths.manifest("ingest").exists()

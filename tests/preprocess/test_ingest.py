@@ -243,6 +243,27 @@ def test_foreign_dataset_is_not_replaced(make_cfg, clip_factory):
     assert (root / "0.jpg").read_bytes() == b"someone else's frame"
 
 
+def test_adopted_dataset_is_still_not_replaced_without_overwrite(make_cfg, clip_factory):
+    """Once a later stage has recorded the hash of imported frames, ingest still treats them as foreign."""
+    from radnerf.paths import PersonPaths
+    from radnerf.preprocess.common import stage_fingerprint, write_rgb
+
+    cfg = make_cfg("person=adopted", f"video={clip_factory(seconds=1.2)}")
+    paths = PersonPaths.for_person(cfg.paths.artifacts, "adopted")
+    paths.ori_imgs.mkdir(parents=True)
+    write_rgb(paths.frame(0), np.full((16, 16, 3), 7, np.uint8))
+    stage_fingerprint(paths, "ingest")
+    assert json.loads(paths.manifest("ingest").read_text())["imported"] is True
+    before = paths.frame(0).read_bytes()
+    with pytest.raises(StageOutputExistsError, match="did not write"):
+        ingest(cfg)
+    assert paths.frame(0).read_bytes() == before
+    cfg.overwrite = True
+    res = ingest(cfg)
+    assert not res.skipped and res.frames == 30
+    assert "imported" not in json.loads(res.manifest.read_text())
+
+
 def test_failure_mid_stage_leaves_previous_outputs(make_cfg, clip_factory, monkeypatch):
     clip = clip_factory(seconds=2.0)
     res = ingest(make_cfg("person=f", f"video={clip}"))

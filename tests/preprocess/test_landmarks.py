@@ -198,3 +198,23 @@ def test_stage_with_fan_and_no_weights_fails_before_any_work(tmp_path):
     with pytest.raises(MissingWeightsError, match="radnerf weights fetch fan"):
         lm.landmarks(config(tmp_path, "f", landmarks="fan"))
     assert not (tmp_path / "f" / "ori_imgs" / "0.lms").exists()
+
+
+def test_loading_landmarks_with_gaps_for_tracking(tmp_path):
+    """Tracking reads the same files as the other stages but tolerates a missing one and skips non-detections."""
+    from radnerf.paths import PersonPaths
+
+    paths = PersonPaths(tmp_path / "p")
+    paths.ori_imgs.mkdir(parents=True)
+    pts = synthetic_points(100, 80, 60)
+    for i in (0, 2, 3):
+        np.savetxt(paths.lms(i), pts + i, "%f")
+    with pytest.raises(InputError, match="1.lms is missing"):
+        lm.load_landmarks(paths, 4)
+    lms = lm.load_landmarks(paths, 4, missing="nan")
+    assert np.isnan(lms[1]).all()
+    np.testing.assert_allclose(lms[3], pts + 3, atol=1e-5)
+    assert lm.detected_frames(paths, lms).tolist() == [True, False, True, True]
+    paths.manifests.mkdir()
+    paths.manifest("landmarks").write_text(json.dumps({"fingerprint": "x", "interpolated": [2]}))
+    assert lm.detected_frames(paths, lms).tolist() == [True, False, False, True]

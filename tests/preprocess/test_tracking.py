@@ -386,3 +386,23 @@ def test_track_config_from_a_dict_keeps_defaults():
     c = T.track_config({"track": {"focal": 900.0}})
     assert c.focal == 900.0 and c.smooth_rotation == T.TrackConfig().smooth_rotation
     assert T.track_config(SimpleNamespace()) == T.TrackConfig()
+
+
+def test_stage_is_redone_for_new_code(tmp_path, monkeypatch):
+    """A new radnerf or a new fit can move the poses: the finished track is not up to date any more."""
+    import radnerf
+
+    cfg, root, _ = _person(tmp_path)
+    cfg.track = T.TrackConfig(focal_profile=False, overlay_frames=0, plots=False, min_frames=10)
+    fits = []
+    real_fit = T.track_landmarks
+    monkeypatch.setattr(T, "track_landmarks", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    T.track(cfg)
+    T.track(cfg)
+    assert len(fits) == 1
+    monkeypatch.setattr(radnerf, "__version__", "999.0")
+    T.track(cfg)
+    assert len(fits) == 2
+    monkeypatch.setattr(T, "ALGORITHM_VERSION", T.ALGORITHM_VERSION + 1)
+    T.track(cfg)
+    assert len(fits) == 3
