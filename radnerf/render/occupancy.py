@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from radnerf.render.rays import check_camera
+
 DensityFn = Callable[[torch.Tensor, Any], torch.Tensor]
 """``density_fn(xyz [N, 3], condition) -> sigma [N]`` (or ``[N, 1]``)."""
 
@@ -283,10 +285,16 @@ class OccupancyGrid(nn.Module):
 
         Returns:
             Number of cells marked.
+
+        Raises:
+            InputError: a pose or the intrinsics cannot be a camera (a NaN pose
+                would otherwise mark every cell unseen).
         """
-        fx, fy, cx, cy = (float(v) for v in intrinsics)
         device = self.density.device
-        poses = torch.as_tensor(poses, dtype=torch.float32, device=device).reshape(-1, 4, 4)
+        poses = torch.as_tensor(poses, dtype=torch.float32, device=device)
+        if poses.dim() == 2:
+            poses = poses[None]
+        fx, fy, cx, cy = check_camera(poses, intrinsics, batch=True)
         points = _cell_centres(self.size, self.bound, device)
         half_cell = self.bound / self.size
         seen = torch.zeros(points.shape[0], dtype=torch.bool, device=device)

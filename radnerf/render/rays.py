@@ -98,15 +98,20 @@ _CAMERA_HINT = "check the camera in transforms_*.json (`radnerf track` writes it
 
 
 def check_camera(
-    pose: torch.Tensor, intrinsics: Intrinsics, height: int, width: int
+    pose: torch.Tensor, intrinsics: Intrinsics, height: int = 1, width: int = 1, batch: bool = False
 ) -> tuple[float, float, float, float]:
     """``(fx, fy, cx, cy)`` as floats once the camera is usable, else an :class:`InputError` naming the value.
 
     A NaN pose or a zero focal would otherwise render a silently black or NaN
-    frame, far from the file that holds the bad value.
+    frame (or mark the whole occupancy grid unseen), far from the file that
+    holds the bad value.
+
+    Args:
+        pose: ``[4, 4]``, or ``[B, 4, 4]`` with ``batch``.
     """
-    if tuple(pose.shape) != (4, 4):
-        raise InputError(f"a camera pose must be a 4x4 matrix, got shape {tuple(pose.shape)}", _CAMERA_HINT)
+    if pose.dim() != (3 if batch else 2) or tuple(pose.shape[-2:]) != (4, 4):
+        want = "a [B, 4, 4] batch of" if batch else "a"
+        raise InputError(f"camera poses must be {want} 4x4 matrix, got shape {tuple(pose.shape)}", _CAMERA_HINT)
     if not bool(torch.isfinite(pose).all()):
         raise InputError("a camera pose has NaN or infinite entries", _CAMERA_HINT)
     values = list(intrinsics)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from radnerf.errors import InputError
 from radnerf.render import OccupancyGrid, from_morton, morton3d, to_morton
 from tests.render.render_scenes import ellipsoid_density
 
@@ -125,6 +126,25 @@ def test_mark_unseen_keeps_cells_out_of_updates():
     # The mean reads unseen cells as 0 density.
     seen = (grid.density >= 0).float().mean().item()
     assert float(grid.mean_density) == pytest.approx(50.0 * seen, rel=1e-5)
+
+
+def test_mark_unseen_refuses_unusable_cameras_and_marks_nothing():
+    # A NaN pose used to mark every cell unseen (training then never fills the
+    # grid) and a zero focal raised ZeroDivisionError.
+    grid = OccupancyGrid(size=8, bound=1.0)
+    good = torch.eye(4)
+    good[2, 3] = -3.0
+    bad = good.clone()
+    bad[0, 3] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        grid.mark_unseen(torch.stack([good, bad]), (100.0, 100.0, 10.0, 10.0))
+    with pytest.raises(InputError, match="positive focal"):
+        grid.mark_unseen(good[None], (0.0, 100.0, 10.0, 10.0))
+    with pytest.raises(InputError, match="4x4"):
+        grid.mark_unseen(good[None, :3], (100.0, 100.0, 10.0, 10.0))
+    assert bool((grid.density >= 0).all())
+    # One [4, 4] pose is still taken as a batch of one.
+    assert grid.mark_unseen(good, (100.0, 100.0, 10.0, 10.0)) > 0
 
 
 def test_state_dict_round_trip_and_radnerf_import():
