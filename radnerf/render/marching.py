@@ -56,6 +56,8 @@ class RaySamples:
         t_starts: ``[M]`` start of the sample's interval along the unit ray (where it is evaluated).
         t_ends: ``[M]`` end of the interval; ``t_ends - t_starts`` is the quadrature step.
         n_rays: number of rays (``ray_indices < n_rays``).
+        max_steps: the cap the marcher used (``steps < max_steps``), so
+            ``(ray_indices, steps)`` address a ``[n_rays, max_steps]`` padding.
     """
 
     ray_indices: torch.Tensor
@@ -63,6 +65,7 @@ class RaySamples:
     t_starts: torch.Tensor
     t_ends: torch.Tensor
     n_rays: int
+    max_steps: int
 
     def __len__(self) -> int:
         return int(self.ray_indices.shape[0])
@@ -142,7 +145,7 @@ def march_rays(
     t_starts = t_pad.view(-1).index_select(0, flat)
     t_ends = t_starts + dt_pad.view(-1).index_select(0, flat)
     steps = flat - rows * max_steps
-    return RaySamples(ray_ids.index_select(0, rows), steps, t_starts, t_ends, origins.shape[0])
+    return RaySamples(ray_ids.index_select(0, rows), steps, t_starts, t_ends, origins.shape[0], max_steps)
 
 
 @torch.no_grad()

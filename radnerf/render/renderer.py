@@ -196,11 +196,11 @@ def _render_all(
             radiance_fn, xyz, directions.index_select(0, samples.ray_indices)
         )
     with prof("composite"):
-        # The marcher's ranks and max_steps give the padded layout directly:
-        # no recount of samples per ray and no device sync.
+        # The marcher's ranks and cap give the padded layout directly: no
+        # recount of samples per ray and no device sync.
         weights, _, _ = render_weight_from_density(
             samples.t_starts, samples.t_ends, sigma, samples.ray_indices, n,
-            opts.min_transmittance, ranks=samples.steps, width=opts.max_steps,
+            opts.min_transmittance, ranks=samples.steps, width=samples.max_steps,
         )
         out: dict[str, Any] = {
             "rgb": accumulate_along_rays(weights, rgb, samples.ray_indices, n),
@@ -247,7 +247,7 @@ def _render_rounds(
         "depth": torch.zeros(num_rows, device=device, dtype=dtype),
     }
     alive = torch.arange(num_rows, device=device)
-    step = max(1, opts.steps_per_round)
+    step = opts.steps_per_round
     # index_select and flat indices throughout: several times faster on CPU
     # than advanced indexing.
     for first in range(0, width, step):

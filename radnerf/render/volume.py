@@ -26,8 +26,8 @@ def _slots(
 ) -> tuple[torch.Tensor, int]:
     """``[M]`` flat slot ``ray * width + rank`` of each sample in a ``[n_rays, width]`` padding, and ``width``.
 
-    Given ``ranks`` (the marcher's ``RaySamples.steps``) and ``width`` (its
-    ``max_steps``), nothing is recounted and nothing waits for the device; else
+    Given ``ranks`` (``RaySamples.steps``) and ``width``
+    (``RaySamples.max_steps``), nothing is recounted and nothing waits for the device; else
     the ranks come from a bincount and the check that rays are contiguous.
     """
     if ranks is not None:
@@ -53,11 +53,7 @@ def _pad(values: torch.Tensor, slot: torch.Tensor, n_rays: int, width: int) -> t
 
 
 def exclusive_sum_along_rays(
-    values: torch.Tensor,
-    ray_indices: torch.Tensor,
-    n_rays: int,
-    ranks: torch.Tensor | None = None,
-    width: int | None = None,
+    values: torch.Tensor, ray_indices: torch.Tensor, n_rays: int
 ) -> torch.Tensor:
     """Per-ray exclusive prefix sum of packed values (differentiable).
 
@@ -65,16 +61,13 @@ def exclusive_sum_along_rays(
         values: ``[M]``.
         ray_indices: ``[M]`` int64, non-decreasing (each ray's samples contiguous).
         n_rays: number of rays.
-        ranks, width: optional ``[M]`` rank of each sample within its ray and an
-            upper bound on samples per ray (``RaySamples.steps`` and
-            ``max_steps``); they spare a recount and a device sync.
 
     Returns:
         ``[M]``: for each sample, the sum of the earlier samples of its ray.
     """
     if values.numel() == 0:
         return values.clone()
-    slot, width = _slots(ray_indices, n_rays, ranks, width)
+    slot, width = _slots(ray_indices, n_rays, None, None)
     padded = _pad(values, slot, n_rays, width)
     return (padded.cumsum(dim=1) - padded).view(-1).index_select(0, slot)
 
@@ -137,7 +130,9 @@ def render_weight_from_density(
         ray_indices: ``[M]`` sorted ray of each sample.
         n_rays: number of rays.
         min_transmittance: early termination, as in :func:`composite_padded`.
-        ranks, width: as in :func:`exclusive_sum_along_rays`.
+        ranks, width: optional ``[M]`` rank of each sample within its ray and
+            the cap on samples per ray (``RaySamples.steps`` and
+            ``RaySamples.max_steps``); they spare a recount and a device sync.
 
     Returns:
         ``weights [M]``, ``transmittance [M]`` (``T_i``), ``alphas [M]`` (``alpha_i``).
@@ -157,16 +152,12 @@ def render_transmittance_from_density(
     sigmas: torch.Tensor,
     ray_indices: torch.Tensor,
     n_rays: int,
-    ranks: torch.Tensor | None = None,
-    width: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Transmittance before each sample and its opacity: ``transmittance [M]``, ``alphas [M]``.
 
     Same arguments as :func:`render_weight_from_density`.
     """
-    _, transmittance, alphas = render_weight_from_density(
-        t_starts, t_ends, sigmas, ray_indices, n_rays, 0.0, ranks, width
-    )
+    _, transmittance, alphas = render_weight_from_density(t_starts, t_ends, sigmas, ray_indices, n_rays)
     return transmittance, alphas
 
 

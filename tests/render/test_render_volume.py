@@ -161,8 +161,6 @@ def test_given_ranks_match_recounted_layout_values_and_gradients():
         w, trans, alphas = render_weight_from_density(t0, t1, s, ray, len(counts), 1e-3, **kwargs)
         (w * upstream).sum().backward()
         results.append((w.detach(), trans.detach(), alphas.detach(), s.grad))
-        excl = exclusive_sum_along_rays(sig, ray, len(counts), **kwargs)
-        torch.testing.assert_close(excl, exclusive_sum_along_rays(sig, ray, len(counts)))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             torch.testing.assert_close(a, b)
