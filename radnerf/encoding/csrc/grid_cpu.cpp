@@ -67,7 +67,7 @@ std::vector<Level> make_levels(const at::Tensor& scales, const at::Tensor& offse
 }
 
 // A reusable scratch allocation: the dimension-major points and the
-// feature-major output gradients are rebuilt every call, and a fresh
+// level-major copies of row-major output gradients are rebuilt every call, and a fresh
 // multi-megabyte buffer per call costs page faults comparable to the work.
 class Scratch {
  public:
