@@ -86,7 +86,7 @@ def up_to_date(root: str | Path, stage: str, fingerprint: str, outputs: Sequence
     """True when ``stage`` finished with inputs and settings whose fingerprint is ``fingerprint``
     and all its ``outputs`` (paths relative to ``root``) are still there: a re-run has nothing to do."""
     root = Path(root)
-    manifest = read_manifest(root / "manifests" / f"{stage}.json")
+    manifest = read_manifest(manifest_path(root, stage))
     return (
         manifest is not None
         and manifest.get("fingerprint") == fingerprint
@@ -207,7 +207,7 @@ class StageWriter:
 
     def _commit(self) -> None:
         assert self.tmp is not None
-        manifest_path = self.root / "manifests" / f"{self.stage}.json"
+        manifest_file = manifest_path(self.root, self.stage)
         missing = [n for n in self.outputs if not (self.tmp / n).exists()]
         if missing:
             raise RuntimeError(f"stage {self.stage} did not write {missing}")
@@ -217,7 +217,7 @@ class StageWriter:
         pending = pending_marker(self.root, self.stage)
         write_json_atomic(pending, {"stage": self.stage, "started": time.time()})
         with contextlib.suppress(FileNotFoundError):
-            manifest_path.unlink()
+            manifest_file.unlink()
         trash = self.tmp / ".old"
         trash.mkdir()
         for name in self.outputs:
@@ -229,8 +229,13 @@ class StageWriter:
         self.manifest.setdefault("stage", self.stage)
         self.manifest.setdefault("manifest_version", MANIFEST_VERSION)
         self.manifest.setdefault("outputs", self.outputs)
-        write_json_atomic(manifest_path, self.manifest)
+        write_json_atomic(manifest_file, self.manifest)
         pending.unlink()
+
+
+def manifest_path(root: str | Path, stage: str) -> Path:
+    """``<root>/manifests/<stage>.json``, where a stage records what it wrote."""
+    return Path(root) / "manifests" / f"{stage}.json"
 
 
 def pending_marker(root: str | Path, stage: str) -> Path:
@@ -239,13 +244,18 @@ def pending_marker(root: str | Path, stage: str) -> Path:
 
 
 def foreign_outputs(root: str | Path, stage: str, outputs: Sequence[str]) -> list[str]:
-    """Outputs of ``stage`` that exist with neither a manifest nor a pending marker.
+    """Outputs of ``stage`` that exist but were not written by radnerf.
 
-    Those were not written by radnerf (an imported RAD-NeRF dataset, files
-    copied by hand), so a stage must not replace them without ``overwrite``.
+    That is: there is no pending marker, and no manifest or only an
+    ``imported`` one (recording files taken over as they are). Such outputs come
+    from an imported RAD-NeRF dataset or were copied by hand, so a stage must
+    not replace them without ``overwrite``, on its first run or any later one.
     """
     root = Path(root)
-    if (root / "manifests" / f"{stage}.json").exists() or pending_marker(root, stage).exists():
+    if pending_marker(root, stage).exists():
+        return []
+    manifest = manifest_path(root, stage)
+    if manifest.exists() and not (read_manifest(manifest) or {}).get("imported"):
         return []
     return [n for n in outputs if (root / n).exists()]
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from radnerf.errors import RadNerfError
-from radnerf.stage_io import StageWriter, foreign_outputs, person_lock
+from radnerf.stage_io import StageWriter, foreign_outputs, person_lock, write_json_atomic
 
 
 def test_commit_moves_outputs_and_writes_the_manifest_last(tmp_path):
@@ -40,6 +40,15 @@ def test_failed_stage_keeps_the_previous_outputs(tmp_path):
 def test_outputs_without_manifest_are_foreign(tmp_path):
     (tmp_path / "ori_imgs").mkdir()
     assert foreign_outputs(tmp_path, "ingest", ["ori_imgs", "aud.wav"]) == ["ori_imgs"]
+
+
+def test_imported_manifest_keeps_outputs_foreign_and_ours_does_not(tmp_path):
+    (tmp_path / "bc.jpg").write_bytes(b"x")
+    manifest = tmp_path / "manifests" / "background.json"
+    write_json_atomic(manifest, {"stage": "background", "imported": True, "fingerprint": "f"})
+    assert foreign_outputs(tmp_path, "background", ["bc.jpg"]) == ["bc.jpg"]
+    write_json_atomic(manifest, {"stage": "background", "fingerprint": "f"})
+    assert foreign_outputs(tmp_path, "background", ["bc.jpg"]) == []
 
 
 def test_one_run_per_person_and_persons_in_parallel(tmp_path):

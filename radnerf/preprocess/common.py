@@ -182,10 +182,14 @@ def adopt_foreign(paths: PersonPaths, stage: str, outputs: Sequence[str], overwr
         p = paths.root / o
         files = sorted(p.rglob("*")) if p.is_dir() else [p]
         listing += [(str(f.relative_to(paths.root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    first = read_manifest(paths.manifest(stage)) is None
     write_json_atomic(paths.manifest(stage), {
         "stage": stage, "imported": True, "fingerprint": sha256_json(listing), "outputs": list(outputs),
     })
-    log.warning(
+    # Re-recorded on every run (a file edited by hand changes the fingerprint
+    # and so redoes the stages after it); said loudly only the first time.
+    log.log(
+        logging.WARNING if first else logging.INFO,
         "%s: using the existing %s in %s as they are (not written by radnerf); add overwrite=true to redo them",
         stage, ", ".join(outputs), paths.root,
     )

@@ -191,11 +191,8 @@ def ingest(cfg: RadNerfConfig) -> IngestResult:
     with person_lock(paths.root):
         old = read_manifest(paths.manifest(STAGE))
         if old is not None and old.get("imported"):
-            # Frames of a RAD-NeRF dataset that a later stage fingerprinted (common.adopt_frames): still not ours.
-            foreign = [o for o in OUTPUTS if (paths.root / o).exists()]
-            old = None
-        else:
-            foreign = foreign_outputs(paths.root, STAGE, OUTPUTS)
+            old = None  # frames of a RAD-NeRF dataset that a later stage fingerprinted (common.adopt_frames)
+        foreign = foreign_outputs(paths.root, STAGE, OUTPUTS)
         if old is not None and not cfg.overwrite and old.get("source", {}).get("sha256") != source["sha256"]:
             raise StageOutputExistsError(
                 f"person {person!r} was ingested from another video ({old.get('source', {}).get('path')})",

@@ -43,6 +43,21 @@ def test_existing_radnerf_outputs_are_adopted_not_redone(tmp_path):
     assert out["regions"].exists()  # computed from the existing .lms
 
 
+def test_adopted_outputs_are_not_redone_on_later_runs(tmp_path):
+    # The second run sees the 'imported' manifests the first one wrote; those
+    # must not make the files count as radnerf's own (whose fingerprint would
+    # then differ, so the stages would overwrite the user's dataset).
+    root = radnerf_dataset(tmp_path / "obama")
+    cfg = make_config(tmp_path, "obama")
+    preprocess_frames(cfg)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and "manifests" not in p.parts}
+    preprocess_frames(cfg)
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert np.allclose(np.loadtxt(root / "ori_imgs" / "0.lms"), synthetic_points(220, 130, 90))
+    for stage in ("landmarks", "parse", "background", "torso"):
+        assert json.loads((root / "manifests" / f"{stage}.json").read_text())["imported"] is True
+
+
 def test_overwrite_recomputes_them(tmp_path):
     root = radnerf_dataset(tmp_path / "obama")
     cfg = make_config(tmp_path, "obama")
