@@ -241,7 +241,7 @@ def read_rgb(path: Path) -> np.ndarray:
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
-        raise InputError(f"cannot read image {path}", hint="re-run `radnerf ingest` for this person")
+        raise _unreadable(path)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -249,8 +249,15 @@ def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image file, from its header (no decoding)."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        return im.size
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except OSError:  # missing, unreadable or not an image (PIL's UnidentifiedImageError is an OSError)
+        raise _unreadable(path) from None
+
+
+def _unreadable(path: Path) -> InputError:
+    return InputError(f"cannot read image {path}", hint="re-run `radnerf ingest` for this person")
 
 
 def frame_size(paths: PersonPaths) -> tuple[int, int]:

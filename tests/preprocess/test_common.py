@@ -92,3 +92,17 @@ def test_half_committed_frames_are_not_adopted(tmp_path):
     pending_marker(paths.root, "ingest").write_text("{}")
     assert len(common.stage_fingerprint(paths, "ingest")) == 64
     assert not paths.manifest("ingest").exists()
+
+
+def test_corrupt_first_frame_of_an_imported_dataset_says_which_file(tmp_path):
+    """Adopting frames reads frame 0's size from its header: garbage there is an InputError, and nothing is recorded."""
+    from radnerf.paths import PersonPaths
+
+    paths = PersonPaths(tmp_path / "p")
+    paths.ori_imgs.mkdir(parents=True)
+    paths.frame(0).write_bytes(b"not a jpeg")
+    with pytest.raises(InputError, match="cannot read image .*0.jpg"):
+        common.stage_fingerprint(paths, "ingest")
+    assert not paths.manifest("ingest").exists()
+    with pytest.raises(InputError, match="cannot read image"):
+        common.read_rgb(paths.frame(0))
