@@ -409,11 +409,12 @@ def interpolated_frames(paths: PersonPaths) -> list[int]:
     return list(m.get("interpolated", []))
 
 
-def detected_frames(paths: PersonPaths, lms: np.ndarray) -> np.ndarray:
+def detected_frames(lms: np.ndarray, manifest: dict | None) -> np.ndarray:
     """``[N]`` bool: frames whose ``lms: [N, 68, 2]`` are a detection (present, and neither
-    interpolated nor listed as missing in the landmarks manifest)."""
+    interpolated nor listed as missing in ``manifest``, the landmarks stage's, which the
+    caller has already read)."""
     detected = np.isfinite(lms).all(axis=(1, 2))
-    m = read_manifest(paths.manifest(STAGE)) or {}
+    m = manifest or {}
     for key in ("missing_frames", "interpolated"):
         for i in m.get(key, []) or []:
             if 0 <= int(i) < len(detected):

@@ -618,7 +618,7 @@ def track(cfg: Any) -> Path:
 
         started = time.time()
         lms = load_landmarks(paths, n, missing="nan")
-        detected = detected_frames(paths, lms)
+        detected = detected_frames(lms, lm_manifest)
         tr = track_landmarks(lms, width, height, c, valid=detected)
         eye = load_eye_ratio(paths, n)
         eye_source = "regions.csv"

@@ -214,7 +214,8 @@ def test_loading_landmarks_with_gaps_for_tracking(tmp_path):
     lms = lm.load_landmarks(paths, 4, missing="nan")
     assert np.isnan(lms[1]).all()
     np.testing.assert_allclose(lms[3], pts + 3, atol=1e-5)
-    assert lm.detected_frames(paths, lms).tolist() == [True, False, True, True]
+    assert lm.detected_frames(lms, None).tolist() == [True, False, True, True]
     paths.manifests.mkdir()
     paths.manifest("landmarks").write_text(json.dumps({"fingerprint": "x", "interpolated": [2]}))
-    assert lm.detected_frames(paths, lms).tolist() == [True, False, False, True]
+    manifest = json.loads(paths.manifest("landmarks").read_text())
+    assert lm.detected_frames(lms, manifest).tolist() == [True, False, False, True]
