@@ -65,11 +65,6 @@ def torch_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-def torch_device(device: str) -> str:
-    """``audio_features.device`` resolved (see :func:`radnerf.devices.resolve_device`)."""
-    return resolve_device(device, "audio_features.device")
-
-
 def _conv_geometry(config) -> tuple[int, int]:
     """(receptive field, stride) in samples of the model's convolutional feature encoder."""
     field, stride = 1, 1
@@ -111,7 +106,7 @@ class _TransformersBackend:
         self.pad_left = (field - HOP) // 2
         self.pad_right = field - HOP - self.pad_left
         self.do_normalize = self._reads_normalize()
-        self.device = torch_device(device)
+        self.device = resolve_device(device, "audio_features.device")
         self.dtype = torch_dtype(dtype, self.device)
 
     def _reads_normalize(self) -> bool:

@@ -23,7 +23,7 @@ import numpy as np
 from radnerf.errors import InputError
 from radnerf.preprocess import common
 from radnerf.preprocess.parsing import BACKGROUND, read_parsing
-from radnerf.stage_io import StageWriter, person_lock
+from radnerf.stage_io import StageWriter, person_lock, up_to_date
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def background(cfg: Any) -> Path:
     upstream = {"ingest": common.stage_fingerprint(paths, "ingest"), "parse": common.stage_fingerprint(paths, "parse")}
     fp = common.fingerprint(STAGE, upstream, settings)
     with person_lock(paths.root):
-        if common.is_done(paths, STAGE, fp, ["bc.jpg"]):
+        if up_to_date(paths.root, STAGE, fp, ["bc.jpg"]):
             log.info("background: %s is up to date, nothing to do", paths.root)
             return paths.background_image
         started = time.time()

@@ -30,7 +30,6 @@ from radnerf.stage_io import (
     read_manifest,
     sha256_file,
     sha256_json,
-    up_to_date,
     write_json_atomic,
 )
 
@@ -156,11 +155,6 @@ def adopt_frames(paths: PersonPaths) -> str:
 def fingerprint(stage: str, upstream: dict[str, str], settings: Any, algorithm: int = ALGORITHM_VERSION) -> str:
     """What decides a stage's outputs: its inputs' fingerprints, settings, algorithm and radnerf version."""
     return stage_io.fingerprint(stage, upstream, settings, algorithm)
-
-
-def is_done(paths: PersonPaths, stage: str, fp: str, outputs: Sequence[str]) -> bool:
-    """:func:`radnerf.stage_io.up_to_date` for a person's folder."""
-    return up_to_date(paths.root, stage, fp, outputs)
 
 
 def adopt_foreign(paths: PersonPaths, stage: str, outputs: Sequence[str], overwrite: bool) -> bool:

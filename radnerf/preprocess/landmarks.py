@@ -31,7 +31,7 @@ from radnerf.errors import InputError
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.preprocess.landmark_backends import Face, check_backend, make_backend
-from radnerf.stage_io import StageWriter, person_lock, read_manifest
+from radnerf.stage_io import StageWriter, person_lock, read_manifest, up_to_date
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def landmarks(cfg: Any) -> Path:
     }
     fp = common.fingerprint(STAGE, {"ingest": common.stage_fingerprint(paths, "ingest")}, settings)
     with person_lock(paths.root):
-        if common.is_done(paths, STAGE, fp, [f"ori_imgs/{i}.lms" for i in (0, n - 1)]):
+        if up_to_date(paths.root, STAGE, fp, [f"ori_imgs/{i}.lms" for i in (0, n - 1)]):
             log.info("landmarks: %s is up to date, nothing to do", paths.root)
             return paths.ori_imgs
         started = time.time()

@@ -28,7 +28,7 @@ import numpy as np
 from radnerf.errors import ConfigError
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
-from radnerf.stage_io import StageWriter, person_lock
+from radnerf.stage_io import StageWriter, person_lock, up_to_date
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +320,7 @@ def parse(cfg: Any) -> Path:
         upstream["landmarks"] = common.stage_fingerprint(paths, "landmarks")
     fp = common.fingerprint(STAGE, upstream, {"backend": backend})
     with person_lock(paths.root):
-        if common.is_done(paths, STAGE, fp, ["parsing"]):
+        if up_to_date(paths.root, STAGE, fp, ["parsing"]):
             log.info("parse: %s is up to date, nothing to do", paths.root)
             return paths.parsing
         started = time.time()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from radnerf.preprocess import common
-from radnerf.stage_io import StageWriter, person_lock
+from radnerf.stage_io import StageWriter, person_lock, up_to_date
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def regions(cfg: Any) -> Path:
     upstream = {"landmarks": common.stage_fingerprint(paths, "landmarks")}
     fp = common.fingerprint(STAGE, upstream, {"columns": COLUMNS})
     with person_lock(paths.root):
-        if common.is_done(paths, STAGE, fp, ["regions.csv"]):
+        if up_to_date(paths.root, STAGE, fp, ["regions.csv"]):
             log.info("regions: %s is up to date, nothing to do", paths.root)
             return paths.regions
         started = time.time()

@@ -24,7 +24,7 @@ import numpy as np
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.preprocess.parsing import BACKGROUND, HEAD, NECK, TORSO, read_parsing
-from radnerf.stage_io import StageWriter, person_lock
+from radnerf.stage_io import StageWriter, person_lock, up_to_date
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def torso(cfg: Any) -> Path:
     settings = {"neck": NECK_LENGTH, "push_down": NECK_PUSH_DOWN, "torso": TORSO_LENGTH, "darken": DARKEN}
     fp = common.fingerprint(STAGE, upstream, settings)
     with person_lock(paths.root):
-        if common.is_done(paths, STAGE, fp, outputs):
+        if up_to_date(paths.root, STAGE, fp, outputs):
             log.info("torso: %s is up to date, nothing to do", paths.root)
             return paths.torso_imgs
         started = time.time()
