@@ -112,7 +112,7 @@ def publish_summary(cfg: RadNerfConfig, run: PersonRun) -> None:
     key = re.sub(r"[^a-z0-9-]+", "-", f"radnerf-{run.person}".lower()).strip("-")
     rows = []
     for name, rep in run.stages.items():
-        row = {"stage": name, "state": "up to date" if rep["skipped"] else "done", "seconds": round(rep["seconds"], 2)}
+        row = {"stage": name, "state": pipeline.state_text(rep["skipped"]), "seconds": round(rep["seconds"], 2)}
         row.update({k: round(v, 4) for k, v in rep["metrics"].items() if k in SUMMARY_METRICS})
         rows.append(row)
     rows += [{"stage": name, "state": "not built yet"} for name in run.not_built]

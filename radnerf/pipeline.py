@@ -125,19 +125,20 @@ def run_stage(stage: Stage, cfg: RadNerfConfig) -> StageReport:
     seconds = time.time() - started
     after = manifest_path.stat().st_mtime_ns if manifest_path.exists() else None
     manifest = read_manifest(manifest_path) or {}
-    if is_dataclass(result):
-        skipped = bool(getattr(result, "skipped", before is not None and before == after))
-        output = str(getattr(result, "root", manifest_path.parent.parent))
-    else:
-        skipped = before is not None and before == after
-        output = str(result)
+    # A stage that skipped itself left its manifest untouched (a result may also say so).
+    skipped = bool(getattr(result, "skipped", before is not None and before == after))
+    output = str(getattr(result, "root", manifest_path.parent.parent)) if is_dataclass(result) else str(result)
     return StageReport(stage.name, skipped, seconds, output, _numbers(manifest))
+
+
+def state_text(skipped: bool) -> str:
+    """How a summary names a stage's outcome."""
+    return "up to date" if skipped else "done"
 
 
 def report_line(report: dict) -> str:
     """One summary line of a :class:`StageReport` (as a dict, the form Prefect passes around)."""
-    state = "up to date" if report["skipped"] else "done"
-    return f"  {report['stage']:<11} {state:<10} {report['seconds']:6.1f} s  {report['output']}"
+    return f"  {report['stage']:<11} {state_text(report['skipped']):<10} {report['seconds']:6.1f} s  {report['output']}"
 
 
 def stages_to_run(cfg: RadNerfConfig) -> list[str]:
