@@ -17,6 +17,10 @@ and ours can be read by their tools::
       aud_<name>.npy            [N, 16, C] audio windows (eo, hu, ph)
       overlays/, track/         images and reports for a visual check
       manifests/<stage>.json    what each finished stage consumed and wrote
+      head/                     head model: checkpoints/step_<n>.pt, head.pt (final), occupancy grid
+      torso/                    torso model: checkpoints/step_<n>.pt, torso.pt
+      eval/                     metrics.json, report (side-by-side video, plots, summary)
+      renders/<name>.mp4        videos rendered from any audio
 """
 
 from __future__ import annotations
@@ -125,6 +129,53 @@ class PersonPaths:
     def transforms(self, split: str) -> Path:
         """``transforms_train.json`` / ``transforms_val.json`` in RAD-NeRF's format."""
         return self.root / f"transforms_{split}.json"
+
+    # -- models -----------------------------------------------------------------
+    @property
+    def head(self) -> Path:
+        """The head model's folder (``train-head``, ``finetune-lips``)."""
+        return self.root / "head"
+
+    @property
+    def torso(self) -> Path:
+        """The torso model's folder (``train-torso``); not ``torso_imgs``, its training images."""
+        return self.root / "torso"
+
+    def model_dir(self, part: str) -> Path:
+        """``head/`` or ``torso/``."""
+        if part not in ("head", "torso"):
+            raise ValueError(f"part={part!r}: use 'head' or 'torso'")
+        return self.root / part
+
+    def checkpoints(self, part: str) -> Path:
+        """Where a training stage keeps its resumable checkpoints: ``<part>/checkpoints/``."""
+        return self.model_dir(part) / "checkpoints"
+
+    def checkpoint(self, part: str, step: int) -> Path:
+        """The checkpoint after ``step`` steps (zero-padded, so names sort by step)."""
+        return self.checkpoints(part) / f"step_{step:07d}.pt"
+
+    def final_weights(self, part: str) -> Path:
+        """The finished model a later stage or render loads: ``head/head.pt``, ``torso/torso.pt``."""
+        return self.model_dir(part) / f"{part}.pt"
+
+    # -- evaluation and rendering -----------------------------------------------
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def metrics(self) -> Path:
+        """``eval/metrics.json``: every metric with its unit, split, backend and checkpoint hash."""
+        return self.eval / "metrics.json"
+
+    @property
+    def renders(self) -> Path:
+        return self.root / "renders"
+
+    def render_video(self, name: str) -> Path:
+        """``renders/<name>.mp4``: a video rendered from the audio named ``name``."""
+        return self.renders / f"{name}.mp4"
 
     # -- bookkeeping ----------------------------------------------------------
     @property

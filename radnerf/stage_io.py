@@ -10,18 +10,25 @@ means the stage is finished and a re-run does nothing.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from radnerf.errors import RadNerfError
+from radnerf.formats.manifests import read_manifest
+
+log = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 
@@ -72,16 +79,6 @@ def library_versions(*names: str) -> dict[str, str | None]:
     return found
 
 
-def read_manifest(path: str | Path) -> dict | None:
-    """The manifest at ``path``, or None if absent or unreadable (treated as unfinished)."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def up_to_date(root: str | Path, stage: str, fingerprint: str, outputs: Sequence[str]) -> bool:
     """True when ``stage`` finished with inputs and settings whose fingerprint is ``fingerprint``
     and all its ``outputs`` (paths relative to ``root``) are still there: a re-run has nothing to do."""
@@ -104,6 +101,9 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # mkstemp makes the file 0600; the result is an ordinary file, readable as
+    # the umask allows (a team's shared machine), like every other output.
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     try:
         yield Path(tmp)
@@ -111,6 +111,20 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(OSError):  # gone already after the rename
             os.unlink(tmp)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` can only swap, which races threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
@@ -122,18 +136,34 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
         os.fsync(f.fileno())
 
 
+_held = threading.local()
+"""Per thread: ``{person root: [fd, depth]}`` of the locks this thread holds."""
+
+
 @contextlib.contextmanager
 def person_lock(root: str | Path, timeout: float = 0.0) -> Iterator[None]:
     """Hold an exclusive lock on a person's folder for the duration of a stage.
 
     Two runs on the same person (two Prefect flow runs, a CLI call beside a
-    deployment) would otherwise interleave their renames.
+    deployment) would otherwise interleave their renames. The lock is
+    re-entrant within a thread, so a stage that holds it may call helpers that
+    take it too (adopting an imported dataset's frames); other threads and
+    processes wait for it or fail.
 
     Raises:
         RadNerfError: another process holds the lock after ``timeout`` seconds.
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    key = str(root.resolve())
+    held = _held.__dict__.setdefault("locks", {})
+    if key in held:
+        held[key][1] += 1
+        try:
+            yield
+        finally:
+            held[key][1] -= 1
+        return
     fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
     try:
@@ -148,7 +178,11 @@ def person_lock(root: str | Path, timeout: float = 0.0) -> Iterator[None]:
                         hint="wait for it to finish, or stop it",
                     ) from None
                 time.sleep(0.2)
-        yield
+        held[key] = [fd, 0]
+        try:
+            yield
+        finally:
+            del held[key]
     finally:
         os.close(fd)
 
@@ -264,3 +298,239 @@ def sweep_staging(staging: Path) -> None:
     """Remove staging folders left by killed runs (the person lock is held)."""
     for entry in staging.iterdir():
         shutil.rmtree(entry, ignore_errors=True)
+
+
+# -- the stage runner ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What one stage did: ran, found its outputs up to date, or took over foreign ones.
+
+    Every stage function returns one; the CLI, the Prefect task, ``radnerf
+    preprocess`` and MLflow read it instead of guessing from files.
+    """
+
+    stage: str
+    """Manifest name of the stage (``audio_ph`` for the offline audio features)."""
+    root: Path
+    """The person's folder."""
+    outputs: tuple[Path, ...]
+    """The outputs a user looks at (folders or files), the main one first."""
+    skipped: bool
+    """True when nothing was computed: up to date, or foreign outputs adopted as they are."""
+    seconds: float
+    """Wall time of this call, checks included."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Numbers of the manifest (counts, shares, errors), flattened: what MLflow logs."""
+    started: float = 0.0
+    """Unix time the call began (MLflow records a stage's real start and end)."""
+    adopted: bool = False
+    """The outputs were not written by radnerf and are used as they are."""
+
+    @property
+    def output(self) -> Path:
+        """The main output (the person's folder for a stage that lists none)."""
+        return self.outputs[0] if self.outputs else self.root
+
+    @property
+    def manifest(self) -> Path:
+        return manifest_path(self.root, self.stage)
+
+    @property
+    def ended(self) -> float:
+        return self.started + self.seconds
+
+    @property
+    def state(self) -> str:
+        """How summaries name the outcome: 'done', 'up to date' or 'adopted'."""
+        return "adopted" if self.adopted else ("up to date" if self.skipped else "done")
+
+    def summary(self) -> str:
+        return f"{self.stage}: {self.state} in {self.seconds:.1f} s -> {self.output}"
+
+
+def manifest_metrics(data: dict, prefix: str = "") -> dict[str, float]:
+    """The numbers of a manifest, flattened (``reprojection_px.rigid_median``); lists count."""
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float)):
+            out[f"{prefix}{key}"] = float(value)
+        elif isinstance(value, list) and key not in ("outputs", "shape"):
+            out[f"{prefix}{key}_count"] = float(len(value))  # flagged / interpolated frame lists
+        elif isinstance(value, dict) and key not in ("settings", "inputs", "probe", "tools", "source"):
+            out.update(manifest_metrics(value, f"{prefix}{key}."))
+    return out
+
+
+ProgressFn = Callable[[str, int, int, str], None]
+"""``fn(stage, done, total, message)``: how a long stage says how far it is."""
+
+_progress: contextvars.ContextVar[ProgressFn | None] = contextvars.ContextVar("radnerf_progress", default=None)
+
+
+@contextlib.contextmanager
+def progress_to(fn: ProgressFn | None) -> Iterator[None]:
+    """Send the progress of stages run inside the block to ``fn`` (a CLI bar, a Prefect artifact)."""
+    token = _progress.set(fn)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def report_progress(stage: str, done: int, total: int, message: str = "") -> None:
+    """Tell whoever listens (:func:`progress_to`) that ``stage`` is ``done`` of ``total`` steps in."""
+    fn = _progress.get()
+    if fn is not None:
+        fn(stage, done, total, message)
+
+
+@dataclass
+class StagePlan:
+    """What a stage declares before any work: its outputs, and what decides their content.
+
+    The runner (:func:`run_stage`) fingerprints ``upstream``, ``settings``,
+    ``algorithm`` and ``libraries`` with radnerf's version; an unchanged
+    fingerprint with every ``check`` output present means nothing to do.
+    """
+
+    stage: str
+    """Manifest name (``manifests/<stage>.json``)."""
+    outputs: Sequence[str]
+    """Every file or folder the stage writes, relative to the person's folder."""
+    settings: Any = None
+    """The settings that change the outputs (JSON-serialisable)."""
+    upstream: dict[str, str] | Callable[[], dict[str, str]] = field(default_factory=dict)
+    """Fingerprints of what the stage consumes, or a function giving them (run under the lock,
+    after the foreign-output check, so an imported dataset is taken over first)."""
+    algorithm: int = 1
+    """Bumped when the stage's code changes its outputs."""
+    libraries: dict[str, str | None] | None = None
+    """Versions of outside libraries whose numbers end up in the outputs."""
+    check: Sequence[str] | None = None
+    """Outputs whose presence the up-to-date check requires (default: all)."""
+    shown: Sequence[str] | None = None
+    """Outputs reported to the user, main one first (default: all)."""
+    listed: Sequence[str] | None = None
+    """How the manifest lists the outputs, when naming each would be long (``ori_imgs/{0..N-1}.lms``)."""
+
+
+def _default_accept(missing: list[str]) -> str | None:
+    return f"{', '.join(missing)} missing" if missing else None
+
+
+def run_stage(
+    paths: Any,
+    plan: StagePlan,
+    work: Callable[[StageWriter], dict | None],
+    *,
+    overwrite: bool = False,
+    after: Callable[[], None] | None = None,
+    accept_foreign: Callable[[list[str]], str | None] | None = None,
+    guard: Callable[[dict | None], None] | None = None,
+) -> StageResult:
+    """Run one stage: the skeleton every stage shares, so a stage's own code is its work.
+
+    Under the person lock:
+
+    1. **Foreign outputs** (present, not written by radnerf: an imported RAD-NeRF
+       dataset, files copied by hand) are never replaced without ``overwrite``.
+       When ``accept_foreign(missing)`` finds nothing wrong with them (by default:
+       every output is present) they are adopted as they are, recorded in an
+       ``imported`` manifest; otherwise the stage refuses, naming why.
+    2. ``guard(manifest)`` may refuse on the previous manifest (ingest: another video).
+    3. Up to date: the fingerprint of ``plan`` matches the manifest's and the
+       ``check`` outputs exist -> nothing is done.
+    4. Otherwise ``work(writer)`` writes every output to ``writer.path(name)`` and
+       returns numbers for the manifest; on success they are renamed into place
+       and the manifest is written last; then ``after()`` (overlays) runs.
+
+    Args:
+        paths: the person's :class:`~radnerf.paths.PersonPaths` (anything with ``root``).
+
+    Returns:
+        The :class:`StageResult`.
+
+    Raises:
+        StageOutputExistsError: foreign outputs the stage cannot use, without ``overwrite``.
+    """
+    from radnerf.errors import StageOutputExistsError
+
+    started = time.time()
+    root = Path(paths.root)
+    shown = tuple(root / o for o in (plan.shown if plan.shown is not None else plan.outputs))
+
+    def result(skipped: bool, manifest: dict | None, adopted: bool = False) -> StageResult:
+        return StageResult(
+            plan.stage, root, shown, skipped, time.time() - started, manifest_metrics(manifest or {}), started, adopted
+        )
+
+    with person_lock(root):
+        foreign = [] if overwrite else foreign_outputs(root, plan.stage, plan.outputs)
+        if foreign:
+            missing = [o for o in plan.outputs if not (root / o).exists()]
+            why = (accept_foreign or _default_accept)(missing)
+            if why is not None:
+                raise StageOutputExistsError(
+                    f"{root} already holds {_names(foreign)} that radnerf did not write ({why})",
+                    hint="use that dataset as it is, choose another person=NAME, or add overwrite=true to replace them",
+                )
+            return result(True, adopt(root, plan.stage, plan.outputs), adopted=True)
+        previous = read_manifest(manifest_path(root, plan.stage))
+        if guard is not None:
+            guard(previous)
+        upstream = plan.upstream() if callable(plan.upstream) else plan.upstream
+        fp = fingerprint(plan.stage, upstream, plan.settings, plan.algorithm, plan.libraries)
+        if up_to_date(root, plan.stage, fp, plan.check if plan.check is not None else plan.outputs):
+            log.info("%s: %s is up to date, nothing to do", plan.stage, root)
+            return result(True, previous)
+        with StageWriter(root, plan.stage, plan.outputs) as w:
+            numbers = work(w) or {}
+            w.manifest = {
+                "stage": plan.stage,
+                "manifest_version": MANIFEST_VERSION,
+                "outputs": list(plan.listed if plan.listed is not None else plan.outputs),
+                "fingerprint": fp,
+                "inputs": upstream,
+                "settings": plan.settings,
+                **({"tools": plan.libraries} if plan.libraries else {}),
+                **numbers,
+                "seconds": round(time.time() - started, 3),
+            }
+            manifest = w.manifest
+        if after is not None:
+            after()
+    done = result(False, manifest)
+    log.info("%s: done in %.1f s -> %s", plan.stage, done.seconds, done.output)
+    return done
+
+
+def _names(outputs: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(outputs[:limit])
+    return shown + (f" and {len(outputs) - limit} more" if len(outputs) > limit else "")
+
+
+def adopt(root: Path, stage: str, outputs: Sequence[str]) -> dict:
+    """Record foreign outputs as they are in an ``imported`` manifest; returns it.
+
+    The fingerprint lists every file's name, size and mtime: it is re-recorded on
+    each run, so a file edited by hand redoes the stages after it. Said loudly
+    only the first time.
+    """
+    listing = []
+    for o in outputs:
+        p = root / o
+        files = sorted(p.rglob("*")) if p.is_dir() else [p]
+        listing += [(str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
+    first = read_manifest(manifest_path(root, stage)) is None
+    manifest = {"stage": stage, "imported": True, "fingerprint": sha256_json(listing), "outputs": list(outputs)}
+    write_json_atomic(manifest_path(root, stage), manifest)
+    log.log(
+        logging.WARNING if first else logging.INFO,
+        "%s: using the existing %s in %s as they are (not written by radnerf); add overwrite=true to redo them",
+        stage, _names(list(outputs)), root,
+    )
+    return manifest

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from radnerf.errors import InputError
+from radnerf.media import images
 from radnerf.preprocess import common
 from radnerf.preprocess.parsing import BACKGROUND, read_parsing
 from radnerf.stage_io import StageWriter, person_lock, up_to_date
@@ -119,7 +120,7 @@ def background(cfg: Any) -> Path:
             return paths.background_image
         started = time.time()
         ids = list(range(0, n, stride))
-        images = np.stack([common.read_rgb(paths.frame(i)) for i in ids])
+        images = np.stack([images.read_rgb(paths.frame(i)) for i in ids])
         bg = np.stack([read_parsing(paths.parsing_image(i)) == BACKGROUND for i in ids])
         # Thin hair strands escape the person mask; a margin that scales with
         # the frame keeps them out of the background.
@@ -131,7 +132,7 @@ def background(cfg: Any) -> Path:
                 hint="use a video with some background around the person (a wider crop)",
             )
         with StageWriter(paths.root, STAGE, ["bc.jpg"]) as wr:
-            common.write_rgb(wr.path("bc.jpg"), bc, quality=95)
+            images.write_rgb(wr.path("bc.jpg"), bc, quality=95)
             wr.manifest.update({
                 "fingerprint": fp,
                 "settings": settings,

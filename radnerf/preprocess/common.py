@@ -15,7 +15,6 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import fields
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -23,6 +22,8 @@ import numpy as np
 from radnerf import stage_io
 from radnerf.config import PreprocessConfig
 from radnerf.errors import InputError
+from radnerf.formats.frames import frame_count, frame_size  # noqa: F401  (stages call common.frame_count)
+from radnerf.media.images import image_size
 from radnerf.paths import PersonPaths, validate_person
 from radnerf.stage_io import (
     foreign_outputs,
@@ -80,27 +81,6 @@ def resolve_device(cfg: Any) -> str:
     from radnerf.devices import resolve_device as resolve
 
     return resolve(str(getattr(cfg.preprocess, "device", "auto")), "preprocess.device")
-
-
-def frame_count(paths: PersonPaths) -> int:
-    """Number of frames ``ori_imgs/0.jpg .. N-1.jpg`` (from the ingest manifest when present).
-
-    Raises:
-        InputError: no frames (ingest has not run).
-    """
-    manifest = read_manifest(paths.manifest("ingest"))
-    if manifest is not None and "frames" in manifest:
-        n = int(manifest["frames"])
-    else:
-        n = 0
-        while paths.frame(n).exists():
-            n += 1
-    if n == 0 or not paths.frame(0).exists():
-        raise InputError(
-            f"no frames in {paths.ori_imgs}",
-            hint=f"run `radnerf ingest person={paths.root.name} video=PATH` first",
-        )
-    return n
 
 
 def stage_fingerprint(paths: PersonPaths, stage: str) -> str:
@@ -223,85 +203,6 @@ def map_chunks(fn: Callable[..., Any], n: int, workers: int, *args: Any) -> list
         futures = [pool.submit(fn, r, *args) for r in parts[1:]]
         first = fn(parts[0], *args)
         return [first] + [f.result() for f in futures]
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """``[H, W, 3]`` uint8 RGB.
-
-    Raises:
-        InputError: the file is missing or not an image.
-    """
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise _unreadable(path)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` of an image file, from its header (no decoding)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except OSError:  # missing, unreadable or not an image (PIL's UnidentifiedImageError is an OSError)
-        raise _unreadable(path) from None
-
-
-def _unreadable(path: Path) -> InputError:
-    return InputError(f"cannot read image {path}", hint="re-run `radnerf ingest` for this person")
-
-
-def frame_size(paths: PersonPaths) -> tuple[int, int]:
-    """``(width, height)`` of the person's frames: from the ingest (or landmarks) manifest, else frame 0."""
-    for stage in ("ingest", "landmarks"):
-        m = read_manifest(paths.manifest(stage)) or {}
-        if "width" in m and "height" in m:
-            return int(m["width"]), int(m["height"])
-    return image_size(paths.frame(0))
-
-
-def write_rgb(path: Path, rgb: np.ndarray, quality: int = 95) -> None:
-    """Write ``[H, W, 3]`` RGB (JPEG or PNG) or ``[H, W, 4]`` RGBA (PNG) uint8 to ``path``."""
-    if path.suffix.lower() == ".png":
-        path.write_bytes(png_bytes(rgb))
-        return
-    import cv2
-
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]):
-        raise OSError(f"could not write {path}")
-
-
-def png_bytes(image: np.ndarray, level: int = 1, palette: np.ndarray | None = None) -> bytes:
-    """A PNG file of ``[H, W, 3]`` RGB or ``[H, W, 4]`` RGBA uint8 (8 bits, no row filters).
-
-    With ``palette`` (``[K, 3]`` uint8 RGB), ``image`` is ``[H, W]`` indices into it
-    (an indexed PNG: every reader, cv2.imread included, returns the colours).
-
-    libpng's adaptive row filtering costs 25-35 ms per 512x512 frame, more than
-    everything else the torso stage does; parsing and torso images are mostly
-    flat, so unfiltered rows with fast deflate are 5x quicker and barely larger.
-    """
-    import struct
-    import zlib
-
-    if palette is not None:
-        image = image[..., None]
-    h, w, c = image.shape
-    raw = np.empty((h, w * c + 1), np.uint8)
-    raw[:, 0] = 0  # filter type "none" for each row
-    raw[:, 1:] = image.reshape(h, w * c)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    colour_type = 3 if palette is not None else {3: 2, 4: 6}[c]
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour_type, 0, 0, 0))
-    if palette is not None:
-        header += chunk(b"PLTE", np.ascontiguousarray(palette, np.uint8).tobytes())
-    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(raw.tobytes(), level)) + chunk(b"IEND", b"")
 
 
 def overlay_indices(n: int, count: int) -> list[int]:

@@ -29,9 +29,9 @@ from radnerf.media import (
     probe,
     write_wav,
 )
+from radnerf.media.images import image_size
 from radnerf.media.probe import MediaInfo
 from radnerf.paths import PersonPaths, validate_person
-from radnerf.preprocess.common import image_size
 from radnerf.stage_io import (
     StageWriter,
     foreign_outputs,

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 
 from radnerf.errors import InputError
+from radnerf.media import images
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.preprocess.landmark_backends import Face, check_backend, make_backend
@@ -125,7 +126,7 @@ def landmarks(cfg: Any) -> Path:
             from radnerf.preprocess.overlays import landmarks_overlay, write_overlay
 
             for i in common.overlay_indices(n, opts.overlay_frames):
-                write_overlay(paths, STAGE, i, landmarks_overlay(common.read_rgb(paths.frame(i)), points[i], bool(track.detected[i])))
+                write_overlay(paths, STAGE, i, landmarks_overlay(images.read_rgb(paths.frame(i)), points[i], bool(track.detected[i])))
         log.info(
             "landmarks: %d frames, %d interpolated, %.1f s -> %s",
             n, int((~track.detected).sum()), time.time() - started, paths.ori_imgs,
@@ -150,7 +151,7 @@ def detect_scale(paths: PersonPaths, n: int, opts: common.PreprocessOptions, siz
     detector = dlib.get_frontal_face_detector()
     widths = []
     for i in common.overlay_indices(n, 5):
-        image = cv2.resize(common.read_rgb(paths.frame(i)), None, fx=full, fy=full, interpolation=cv2.INTER_AREA)
+        image = cv2.resize(images.read_rgb(paths.frame(i)), None, fx=full, fy=full, interpolation=cv2.INTER_AREA)
         rects = detector(image, 0)
         if len(rects):
             widths.append(max(r.width() for r in rects) / full)
@@ -165,7 +166,7 @@ def _detect_chunk(
 ) -> list[list[Face]]:
     det = make_backend(backend, device=device, detect_scale=scale, weights_dir=weights_dir)
     paths = PersonPaths(Path(root))
-    return [det.detect(common.read_rgb(paths.frame(i))) for i in frames]
+    return [det.detect(images.read_rgb(paths.frame(i))) for i in frames]
 
 
 def select_track(detections: list[list[Face]], opts: common.PreprocessOptions, size: tuple[int, int]) -> TrackResult:

@@ -29,7 +29,7 @@ def overlay_path(paths: PersonPaths, stage: str, index: int) -> Path:
 
 def write_overlay(paths: PersonPaths, stage: str, index: int, rgb: np.ndarray) -> Path:
     """Save an overlay atomically (a viewer never sees half a file)."""
-    from radnerf.preprocess.common import write_rgb
+    from radnerf.media.images import write_rgb
 
     out = overlay_path(paths, stage, index)
     out.parent.mkdir(parents=True, exist_ok=True)

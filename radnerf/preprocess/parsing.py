@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from radnerf.errors import ConfigError
+from radnerf.media import images
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.stage_io import StageWriter, person_lock, up_to_date
@@ -347,8 +348,8 @@ def parse(cfg: Any) -> Path:
             from radnerf.preprocess.overlays import parsing_overlay, write_overlay
 
             for i in common.overlay_indices(n, opts.overlay_frames):
-                colours = common.read_rgb(paths.parsing_image(i))
-                write_overlay(paths, STAGE, i, parsing_overlay(common.read_rgb(paths.frame(i)), colours))
+                colours = images.read_rgb(paths.parsing_image(i))
+                write_overlay(paths, STAGE, i, parsing_overlay(images.read_rgb(paths.frame(i)), colours))
         log.info("parse: %d frames with %s in %.1f s", n, backend, time.time() - started)
     return paths.parsing
 
@@ -361,8 +362,8 @@ def _parse_chunk(
     paths = PersonPaths(Path(root))
     shares = np.zeros((len(frames), 4))
     for k, i in enumerate(frames):
-        labels = parser.parse(common.read_rgb(paths.frame(i)), None if points is None else points[i])
+        labels = parser.parse(images.read_rgb(paths.frame(i)), None if points is None else points[i])
         shares[k] = np.bincount(labels.ravel(), minlength=4)[:4] / labels.size
         # Indexed PNG: readers (cv2.imread in RAD-NeRF) see the RGB colours.
-        (Path(out_dir) / f"{i}.png").write_bytes(common.png_bytes(labels, palette=COLOURS))
+        (Path(out_dir) / f"{i}.png").write_bytes(images.png_bytes(labels, palette=COLOURS))
     return shares

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from radnerf.media import images
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.preprocess.parsing import BACKGROUND, HEAD, NECK, TORSO, read_parsing
@@ -161,7 +162,7 @@ def torso(cfg: Any) -> Path:
             from radnerf.preprocess.overlays import side_by_side, write_overlay
 
             for i in common.overlay_indices(n, opts.overlay_frames):
-                gt = common.read_rgb(paths.gt_image(i))
+                gt = images.read_rgb(paths.gt_image(i))
                 import cv2
 
                 rgba = cv2.cvtColor(cv2.imread(str(paths.torso_image(i)), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
@@ -173,14 +174,14 @@ def torso(cfg: Any) -> Path:
 def _torso_chunk(frames: range, root: str, gt_dir: str, torso_dir: str) -> np.ndarray:
     """Process ``frames``; returns ``[len(frames)]`` count of neck-painted pixels per frame."""
     paths = PersonPaths(Path(root))
-    bg = common.read_rgb(paths.background_image)
+    bg = images.read_rgb(paths.background_image)
     painted = np.zeros(len(frames), np.int64)
     for k, i in enumerate(frames):
-        image = common.read_rgb(paths.frame(i))
+        image = images.read_rgb(paths.frame(i))
         labels = read_parsing(paths.parsing_image(i))
         gt = composite_gt(image, bg, labels)
         rgba = torso_image(gt, bg, labels)
         painted[k] = int(((rgba[..., 3] > 0) & (labels == HEAD)).sum())
-        common.write_rgb(Path(gt_dir) / f"{i}.jpg", gt, quality=95)
-        common.write_rgb(Path(torso_dir) / f"{i}.png", rgba)
+        images.write_rgb(Path(gt_dir) / f"{i}.jpg", gt, quality=95)
+        images.write_rgb(Path(torso_dir) / f"{i}.png", rgba)
     return painted

@@ -45,6 +45,7 @@ import numpy as np
 
 from radnerf.config import TrackConfig
 from radnerf.errors import InputError
+from radnerf.media import images
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common, face_shape
 from radnerf.preprocess.tracking_ba import (
@@ -642,7 +643,7 @@ def track(cfg: Any) -> Path:
             if c.plots:
                 tracking_viz.plot_pose_curves(out / "pose_curves.png", tr)
             for i in common.overlay_indices(n, c.overlay_frames):
-                tracking_viz.write_overlay(out / f"overlay_{i}.jpg", common.read_rgb(paths.frame(i)), tr, i)
+                tracking_viz.write_overlay(out / f"overlay_{i}.jpg", images.read_rgb(paths.frame(i)), tr, i)
             w.manifest.update({
                 "stage": STAGE,
                 "fingerprint": fp,

@@ -43,7 +43,7 @@ def overlay(rgb: np.ndarray, tr: Tracking, i: int, landmarks: np.ndarray | None 
 
 def write_overlay(path: Path, rgb: np.ndarray, tr: Tracking, i: int) -> None:
     """Write :func:`overlay` of frame ``i`` as a JPEG."""
-    from radnerf.preprocess.common import write_rgb
+    from radnerf.media.images import write_rgb
 
     write_rgb(path, overlay(rgb, tr, i), quality=90)
 

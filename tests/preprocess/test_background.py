@@ -75,13 +75,13 @@ def test_stage_writes_bc_jpg(tmp_path):
     root = make_person(tmp_path / "walker", list(images))
     (root / "parsing").mkdir()
     for i, m in enumerate(masks):
-        from radnerf.preprocess.common import write_rgb
+        from radnerf.media.images import write_rgb
 
         write_rgb(root / "parsing" / f"{i}.png", colourise(np.where(m, BACKGROUND, TORSO).astype(np.uint8)))
     (root / "manifests" / "parse.json").write_text(json.dumps({"fingerprint": "p"}))
     cfg = config(tmp_path, "walker", background_margin=0.02, background_stride=1)
     out = B.background(cfg)
-    from radnerf.preprocess.common import read_rgb
+    from radnerf.media.images import read_rgb
 
     bc = read_rgb(out)
     seen = json.loads((root / "manifests" / "background.json").read_text())
@@ -96,7 +96,7 @@ def test_stage_refuses_a_frame_filled_by_the_person(tmp_path):
 
     root = make_person(tmp_path / "close", [np.full((32, 32, 3), 100, np.uint8)] * 2)
     (root / "parsing").mkdir()
-    from radnerf.preprocess.common import write_rgb
+    from radnerf.media.images import write_rgb
 
     for i in range(2):
         write_rgb(root / "parsing" / f"{i}.png", colourise(np.full((32, 32), TORSO, np.uint8)))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from radnerf.errors import InputError
+from radnerf.media import images
 from radnerf.preprocess import common
 
 
@@ -14,7 +15,7 @@ from radnerf.preprocess import common
 def test_png_bytes_round_trip_through_opencv(tmp_path, channels):
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (37, 53, channels), dtype=np.uint8)
-    common.write_rgb(tmp_path / "x.png", image)
+    images.write_rgb(tmp_path / "x.png", image)
     back = cv2.imread(str(tmp_path / "x.png"), cv2.IMREAD_UNCHANGED)
     code = cv2.COLOR_BGRA2RGBA if channels == 4 else cv2.COLOR_BGR2RGB
     np.testing.assert_array_equal(cv2.cvtColor(back, code), image)
@@ -50,7 +51,7 @@ def test_frames_text_is_short():
 def test_indexed_png_reads_back_as_colours(tmp_path):
     palette = np.array([[255, 255, 255], [0, 0, 255], [0, 255, 0], [255, 0, 0]], np.uint8)
     labels = np.random.default_rng(0).integers(0, 4, (20, 30)).astype(np.uint8)
-    (tmp_path / "p.png").write_bytes(common.png_bytes(labels, palette=palette))
+    (tmp_path / "p.png").write_bytes(images.png_bytes(labels, palette=palette))
     back = cv2.cvtColor(cv2.imread(str(tmp_path / "p.png")), cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(back, palette[labels])
     from PIL import Image
@@ -68,7 +69,7 @@ def test_imported_frames_are_hashed_once_then_read_from_the_manifest(tmp_path, m
     paths.ori_imgs.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for i in range(3):
-        common.write_rgb(paths.frame(i), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+        images.write_rgb(paths.frame(i), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
     hashed = []
     real_sha = common.sha256_file
     monkeypatch.setattr(common, "sha256_file", lambda p: hashed.append(p) or real_sha(p))
@@ -87,7 +88,7 @@ def test_half_committed_frames_are_not_adopted(tmp_path):
 
     paths = PersonPaths(tmp_path / "p")
     paths.ori_imgs.mkdir(parents=True)
-    common.write_rgb(paths.frame(0), np.zeros((8, 8, 3), np.uint8))
+    images.write_rgb(paths.frame(0), np.zeros((8, 8, 3), np.uint8))
     pending_marker(paths.root, "ingest").parent.mkdir()
     pending_marker(paths.root, "ingest").write_text("{}")
     assert len(common.stage_fingerprint(paths, "ingest")) == 64
@@ -105,4 +106,4 @@ def test_corrupt_first_frame_of_an_imported_dataset_says_which_file(tmp_path):
         common.stage_fingerprint(paths, "ingest")
     assert not paths.manifest("ingest").exists()
     with pytest.raises(InputError, match="cannot read image"):
-        common.read_rgb(paths.frame(0))
+        images.read_rgb(paths.frame(0))

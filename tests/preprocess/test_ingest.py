@@ -245,8 +245,9 @@ def test_foreign_dataset_is_not_replaced(make_cfg, clip_factory):
 
 def test_adopted_dataset_is_still_not_replaced_without_overwrite(make_cfg, clip_factory):
     """Once a later stage has recorded the hash of imported frames, ingest still treats them as foreign."""
+    from radnerf.media.images import write_rgb
     from radnerf.paths import PersonPaths
-    from radnerf.preprocess.common import stage_fingerprint, write_rgb
+    from radnerf.preprocess.common import stage_fingerprint
 
     cfg = make_cfg("person=adopted", f"video={clip_factory(seconds=1.2)}")
     paths = PersonPaths.for_person(cfg.paths.artifacts, "adopted")

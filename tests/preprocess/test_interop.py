@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
+from radnerf.media.images import write_rgb
 from radnerf.preprocess.chain import preprocess_frames
-from radnerf.preprocess.common import write_rgb
 from radnerf.preprocess.landmarks import landmarks
 from radnerf.preprocess.parsing import BACKGROUND, HEAD, TORSO, colourise
 from tests.preprocess.faces import astronaut

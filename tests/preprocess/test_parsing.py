@@ -29,7 +29,7 @@ def offline():
 
 def test_files_use_radnerf_colours_as_its_process_py_reads_them(tmp_path):
     labels = np.array([[BACKGROUND, HEAD, NECK, TORSO]], np.uint8)
-    from radnerf.preprocess.common import write_rgb
+    from radnerf.media.images import write_rgb
 
     write_rgb(tmp_path / "0.png", parsing.colourise(labels))
     seg = cv2.imread(str(tmp_path / "0.png"))  # BGR, as RAD-NeRF's extract_torso_and_gt reads it

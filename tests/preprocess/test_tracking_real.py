@@ -76,8 +76,8 @@ def test_real_clip_fits_as_well_at_any_reasonable_focal(katie):
 
 
 def test_real_clip_overlay_and_curves(katie, tmp_path):
+    from radnerf.media.images import read_rgb
     from radnerf.preprocess import tracking_viz
-    from radnerf.preprocess.common import read_rgb
 
     lms, frames = katie
     tr = T.track_landmarks(lms, 512, 512, T.TrackConfig(focal_profile=False))
