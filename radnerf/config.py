@@ -71,6 +71,27 @@ class IngestConfig:
     """ffmpeg ``-q:v`` for the frames: 1 (best) to 31."""
     max_decode_loss: float = 0.02
     """Share of expected frames that may fail to decode before the stream counts as corrupt."""
+    min_speech_share: float = 0.2
+    """Refuse a clip whose audio is speech (silero-vad) for less than this share of its length: the head
+    would learn nothing from its audio. 0 accepts any audio."""
+
+    def __post_init__(self) -> None:
+        from radnerf.errors import ConfigError
+
+        if self.fps <= 0:
+            raise ConfigError(f"ingest.fps must be positive, got {self.fps}")
+        if self.sample_rate < 8000:
+            raise ConfigError(f"ingest.sample_rate={self.sample_rate} is too low", hint="use 16000")
+        if self.size is not None and self.size < 32:
+            raise ConfigError(f"ingest.size={self.size} is too small", hint="use null or 256-512")
+        if self.start < 0:
+            raise ConfigError(f"ingest.start must be >= 0, got {self.start}")
+        if self.max_duration is not None and self.max_duration <= 0:
+            raise ConfigError(f"ingest.max_duration must be positive, got {self.max_duration}")
+        if not 1 <= self.jpeg_quality <= 31:
+            raise ConfigError(f"ingest.jpeg_quality must be 1..31, got {self.jpeg_quality}")
+        if not 0.0 <= self.min_speech_share <= 1.0:
+            raise ConfigError(f"ingest.min_speech_share={self.min_speech_share!r} must lie in [0, 1]")
 
 
 @dataclass
@@ -241,8 +262,8 @@ class GridConfig:
     """Resolution of the finest level (multiplied by the bound for the spatial grid)."""
     log2_hashmap_size: int = 16
     """log2 of the table size per level; levels that fit are stored densely."""
-    grid_type: str = "hash"
-    """'hash' (tiny-cuda-nn HashGrid), 'tiled' (RAD-NeRF's tiledgrid: torch-ngp indexing, no hashing, zero outside the cube) or 'hash_ngp' (torch-ngp's hash)."""
+    grid_type: str = "tiled"
+    """'tiled' (RAD-NeRF's grids, the default), 'hash' (tiny-cuda-nn HashGrid), 'tiled' (RAD-NeRF's tiledgrid: torch-ngp indexing, no hashing, zero outside the cube) or 'hash_ngp' (torch-ngp's hash)."""
     per_level_scale: Optional[float] = None
     """Growth factor between levels; null derives it from desired_resolution as exp2(log2(desired/base)/(L-1))."""
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import importlib
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, is_dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from radnerf.paths import PersonPaths
-from radnerf.stage_io import read_manifest
+from radnerf.stage_io import StageResult
 
 if TYPE_CHECKING:  # annotations only: the CLI imports this module before it needs omegaconf
     from radnerf.config import RadNerfConfig
@@ -26,7 +23,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Stage:
-    """A pipeline stage: a plain function ``fn(cfg)`` and how to find its manifest."""
+    """A pipeline stage: a plain function ``fn(cfg) -> StageResult`` and how the CLI presents it."""
 
     name: str
     """CLI subcommand and Prefect task name."""
@@ -37,17 +34,9 @@ class Stage:
     takes: str = "config"
     """'config': ``fn(cfg)``; 'overrides': an entry point that composes the config itself (``radnerf demo``)."""
 
-    def function(self) -> Callable[[RadNerfConfig], Any]:
+    def function(self) -> Callable[[RadNerfConfig], StageResult]:
         return resolve(self.target)
 
-    def manifest(self, cfg: RadNerfConfig) -> Path:
-        """The manifest the stage writes for ``cfg.person``."""
-        paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
-        if self.name == "audio":  # one manifest per feature file
-            from radnerf.audio.backends import manifest_stage
-
-            return paths.manifest(manifest_stage(cfg.audio_features))
-        return paths.manifest(self.name)
 
 
 def resolve(target: str) -> Callable:
@@ -91,54 +80,14 @@ PLANNED = ["train-head", "finetune-lips", "train-torso", "evaluate", "render"]
 """Stages of the full RAD-NeRF pipeline not built yet (named in summaries, never run)."""
 
 
-@dataclass
-class StageReport:
-    """What one stage did: whether it ran or found its outputs up to date, and its numbers."""
-
-    stage: str
-    skipped: bool
-    seconds: float
-    output: str
-    metrics: dict[str, float]
+def run_stage(stage: Stage, cfg: RadNerfConfig) -> StageResult:
+    """Run one stage; it skips itself when up to date and says so in its :class:`StageResult`."""
+    return stage.function()(cfg)
 
 
-def _numbers(data: dict, prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in data.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, (int, float)):
-            out[f"{prefix}{key}"] = float(value)
-        elif isinstance(value, list) and key not in ("outputs", "shape"):
-            out[f"{prefix}{key}_count"] = float(len(value))  # flagged / interpolated frame lists
-        elif isinstance(value, dict) and key not in ("settings", "inputs", "probe", "tools", "source"):
-            out.update(_numbers(value, f"{prefix}{key}."))
-    return out
-
-
-def run_stage(stage: Stage, cfg: RadNerfConfig) -> StageReport:
-    """Run one stage and report it from its manifest (the stage skips itself when up to date)."""
-    manifest_path = stage.manifest(cfg)
-    before = manifest_path.stat().st_mtime_ns if manifest_path.exists() else None
-    started = time.time()
-    result = stage.function()(cfg)
-    seconds = time.time() - started
-    after = manifest_path.stat().st_mtime_ns if manifest_path.exists() else None
-    manifest = read_manifest(manifest_path) or {}
-    # A stage that skipped itself left its manifest untouched (a result may also say so).
-    skipped = bool(getattr(result, "skipped", before is not None and before == after))
-    output = str(getattr(result, "root", manifest_path.parent.parent)) if is_dataclass(result) else str(result)
-    return StageReport(stage.name, skipped, seconds, output, _numbers(manifest))
-
-
-def state_text(skipped: bool) -> str:
-    """How a summary names a stage's outcome."""
-    return "up to date" if skipped else "done"
-
-
-def report_line(report: dict) -> str:
-    """One summary line of a :class:`StageReport` (as a dict, the form Prefect passes around)."""
-    return f"  {report['stage']:<11} {state_text(report['skipped']):<10} {report['seconds']:6.1f} s  {report['output']}"
+def report_line(result: StageResult) -> str:
+    """One summary line of a stage's result."""
+    return f"  {result.stage:<11} {result.state:<10} {result.seconds:6.1f} s  {result.output}"
 
 
 def stages_to_run(cfg: RadNerfConfig) -> list[str]:
@@ -148,10 +97,10 @@ def stages_to_run(cfg: RadNerfConfig) -> list[str]:
 
 @dataclass
 class PreprocessResult:
-    reports: list[StageReport]
+    results: list[StageResult]
 
     def summary(self) -> str:
-        return "\n".join(report_line(asdict(r)) for r in self.reports)
+        return "\n".join(report_line(r) for r in self.results)
 
 
 def preprocess(cfg: RadNerfConfig) -> PreprocessResult:
