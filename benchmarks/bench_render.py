@@ -32,9 +32,9 @@ import time
 
 import torch
 
+from radnerf.config import RenderConfig
 from radnerf.render import (
     OccupancyGrid,
-    RenderOptions,
     get_rays,
     render_image,
     render_rays,
@@ -199,7 +199,7 @@ def main() -> None:
         grid.empty_distance()  # computed once per grid update, not per frame
         fields = {"analytic": analytic_field, "mlp": RadNerfSizedField(device).eval()}
         for max_steps in args.steps:
-            opts = RenderOptions(max_steps=max_steps)
+            opts = RenderConfig(max_steps=max_steps)
             marched, evaluated, hit = count_samples(grid, size, opts, device)
             for name, field in fields.items():
                 if name == "mlp" and max_steps != args.steps[0]:

@@ -56,6 +56,29 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("flows").setLevel(level)
 
 
+class ProgressBar:
+    """A long stage's progress on stderr: one line redrawn in place on a terminal, a line per 10% elsewhere."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
+        share = done / total if total > 0 else 1.0
+        if self.tty:
+            bar = "#" * int(30 * share)
+            end = "\n" if done >= total else ""
+            self.stream.write(f"\r{stage} [{bar:<30}] {done}/{total} {message}\x1b[K{end}")
+        else:
+            tenth = int(10 * share)
+            if self.last.get(stage) == tenth:
+                return
+            self.last[stage] = tenth
+            self.stream.write(f"{stage}: {done}/{total} ({100 * share:.0f}%) {message}\n")
+        self.stream.flush()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="radnerf",
@@ -71,6 +94,7 @@ def _build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     cp = sub.add_parser("config", help="print the composed config for the given overrides and exit")
     cp.add_argument("overrides", nargs="*", metavar="key=value")
+    sub.add_parser("dvc-yaml", help="print dvc.yaml generated from the stage list (radnerf dvc-yaml > dvc.yaml)")
     wp = sub.add_parser("weights", help="list, fetch, import or verify external model files")
     wsub = wp.add_subparsers(dest="action", metavar="<action>")
     wl = wsub.add_parser("list", help="which models are present, where, and what needs them")
@@ -159,6 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "weights":
             return _weights(args)
+        if args.command == "dvc-yaml":
+            from radnerf import pipeline
+            from radnerf.config import load_config
+
+            print(pipeline.dvc_yaml(load_config([]), pipeline.default_choices()), end="")
+            return 0
         _check_overrides(args.overrides)
         from radnerf import pipeline
         from radnerf.config import load_config
@@ -173,12 +203,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 print(OmegaConf.to_yaml(OmegaConf.structured(cfg)), end="")
                 return 0
-            if args.command in pipeline.BY_NAME:
-                report = pipeline.run_stage(pipeline.BY_NAME[args.command], cfg)
-                state = "up to date" if report.skipped else f"done in {report.seconds:.1f} s"
-                print(f"{args.command}: {state} -> {report.output}")
-                return 0
-            result = pipeline.resolve(stage.target)(cfg)
+            from radnerf.stage_io import progress_to
+
+            with progress_to(ProgressBar()):
+                if args.command in pipeline.BY_NAME:
+                    print(pipeline.run_stage(pipeline.BY_NAME[args.command], cfg).summary())
+                    return 0
+                result = pipeline.resolve(stage.target)(cfg)
         summary = getattr(result, "summary", None)
         if callable(summary):
             print(summary())

@@ -448,6 +448,28 @@ class RadNerfConfig:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
+    def __post_init__(self) -> None:
+        # One value per setting: conf/ derives the copies by interpolation
+        # (${ingest.fps}); a copy set on its own would silently misalign frames,
+        # audio windows and rendered video.
+        from radnerf.errors import ConfigError
+
+        for key, value, source in tied_settings(self):
+            if value != source[1]:
+                raise ConfigError(
+                    f"{key}={value!r} differs from {source[0]}={source[1]!r}; they must agree",
+                    hint=f"set {source[0]} only: {key} follows it",
+                )
+
+
+def tied_settings(cfg: RadNerfConfig) -> list[tuple[str, Any, tuple[str, Any]]]:
+    """``(key, value, (source key, source value))`` of each setting that copies another."""
+    return [
+        ("audio_features.fps", cfg.audio_features.fps, ("ingest.fps", cfg.ingest.fps)),
+        ("render.fps", cfg.render.fps, ("ingest.fps", cfg.ingest.fps)),
+        ("model.audio_window", cfg.model.audio_window, ("audio_features.window", cfg.audio_features.window)),
+    ]
+
 
 _GROUPS: dict[str, type] = {
     "paths": PathsConfig,

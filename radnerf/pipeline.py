@@ -11,6 +11,7 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from radnerf.stage_io import StageResult
@@ -23,20 +24,36 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Stage:
-    """A pipeline stage: a plain function ``fn(cfg) -> StageResult`` and how the CLI presents it."""
+    """A pipeline stage: a plain function ``fn(cfg) -> StageResult`` and how the CLI and DVC present it."""
 
     name: str
-    """CLI subcommand and Prefect task name."""
+    """CLI subcommand, Prefect task and DVC stage name."""
     target: str
     """``module:function`` that does the work."""
     help: str
     example: str
     takes: str = "config"
     """'config': ``fn(cfg)``; 'overrides': an entry point that composes the config itself (``radnerf demo``)."""
+    reads: tuple[str, ...] = ()
+    """What it consumes, relative to the person's folder (``${item.video}``: the person's video in params.yaml)."""
+    writes: tuple[str, ...] = ()
+    """Outputs DVC caches, relative to the person's folder."""
+    manifest_out: bool = False
+    """List ``manifests/<name>.json`` as an uncached, persistent DVC output: for stages whose files
+    share a folder with another stage's (``ori_imgs/``), which their manifest stands for."""
+    groups: tuple[str, ...] = ()
+    """Config groups whose settings change its outputs (their selected YAML are DVC params)."""
+    code: tuple[str, ...] = ()
+    """Its own code (files or folders); the code every stage shares is :data:`SHARED_CODE`."""
 
     def function(self) -> Callable[[RadNerfConfig], StageResult]:
         return resolve(self.target)
 
+
+SHARED_CODE = ("radnerf/stage_io.py", "radnerf/paths.py", "radnerf/config.py", "radnerf/formats", "radnerf/media")
+"""Code every stage runs through: a change here re-runs every stage under ``dvc repro``."""
+PREPROCESS_CODE = ("radnerf/preprocess/common.py",)
+"""What the per-frame preprocessing stages share besides :data:`SHARED_CODE`."""
 
 
 def resolve(target: str) -> Callable:
@@ -47,29 +64,48 @@ def resolve(target: str) -> Callable:
 
 STAGES: list[Stage] = [
     Stage("ingest", "radnerf.preprocess.ingest:ingest",
-       "decode a video into 25 fps frames and aligned 16 kHz mono audio",
-       "radnerf ingest person=alice video=alice.mp4 [audio=speech.wav] [ingest.size=512]"),
+          "decode a video into 25 fps frames and aligned 16 kHz mono audio",
+          "radnerf ingest person=alice video=alice.mp4 [audio=speech.wav] [ingest.size=512]",
+          reads=("${item.video}",), writes=("aud.wav",), manifest_out=True, groups=("ingest",),
+          code=("radnerf/preprocess/ingest.py", "radnerf/audio/vad.py")),
     Stage("landmarks", "radnerf.preprocess.landmarks:landmarks",
-       "68-point landmarks per frame (dlib | fan | mediapipe), gaps filled and flagged",
-       "radnerf landmarks person=alice [preprocess.landmarks=fan]"),
+          "68-point landmarks per frame (dlib | fan | mediapipe), gaps filled and flagged",
+          "radnerf landmarks person=alice [preprocess.landmarks=fan]",
+          reads=("manifests/ingest.json",), manifest_out=True, groups=("preprocess",),
+          code=(*PREPROCESS_CODE, "radnerf/preprocess/landmarks.py", "radnerf/preprocess/landmark_backends.py")),
     Stage("parse", "radnerf.preprocess.parsing:parse",
-       "head / neck / torso / background parsing per frame (offline | bisenet)",
-       "radnerf parse person=alice [preprocess.parsing=bisenet]"),
+          "head / neck / torso / background parsing per frame (offline | bisenet)",
+          "radnerf parse person=alice [preprocess.parsing=bisenet]",
+          reads=("manifests/landmarks.json",), writes=("parsing",), groups=("preprocess",),
+          code=(*PREPROCESS_CODE, "radnerf/preprocess/parsing.py")),
     Stage("background", "radnerf.preprocess.background:background",
-       "the static background image bc.jpg",
-       "radnerf background person=alice"),
+          "the static background image bc.jpg",
+          "radnerf background person=alice",
+          reads=("parsing",), writes=("bc.jpg",), groups=("preprocess",),
+          code=(*PREPROCESS_CODE, "radnerf/preprocess/background.py")),
     Stage("torso", "radnerf.preprocess.torso:torso",
-       "frames on the background (gt_imgs) and RGBA torso images with the neck in-painted",
-       "radnerf torso person=alice"),
+          "frames on the background (gt_imgs) and RGBA torso images with the neck in-painted",
+          "radnerf torso person=alice",
+          reads=("parsing", "bc.jpg"), writes=("gt_imgs", "torso_imgs"), groups=("preprocess",),
+          code=(*PREPROCESS_CODE, "radnerf/preprocess/torso.py")),
     Stage("regions", "radnerf.preprocess.regions:regions",
-       "eye-area ratio, face and lip rectangles per frame (regions.csv)",
-       "radnerf regions person=alice"),
+          "eye-area ratio, face and lip rectangles per frame (regions.csv)",
+          "radnerf regions person=alice",
+          reads=("manifests/landmarks.json",), writes=("regions.csv",),
+          code=(*PREPROCESS_CODE, "radnerf/preprocess/regions.py")),
     Stage("track", "radnerf.preprocess.tracking:track",
-       "head pose per frame and camera intrinsics from the landmarks (transforms_*.json)",
-       "radnerf track person=alice [track.focal=1200]"),
+          "head pose per frame and camera intrinsics from the landmarks (transforms_*.json)",
+          "radnerf track person=alice [track.focal=1200]",
+          reads=("manifests/landmarks.json", "regions.csv"),
+          writes=("transforms_train.json", "transforms_val.json", "track"), groups=("track",),
+          code=(*PREPROCESS_CODE, "radnerf/geometry.py", "radnerf/preprocess/tracking.py",
+                "radnerf/preprocess/tracking_ba.py", "radnerf/preprocess/tracking_viz.py",
+                "radnerf/preprocess/face_shape.py")),
     Stage("audio", "radnerf.audio:extract_person_features",
-       "per-frame audio feature windows aud_<name>.npy (offline | wav2vec2 | hubert)",
-       "radnerf audio person=alice [audio_features=hubert]"),
+          "per-frame audio feature windows aud_<name>.npy (offline | wav2vec2 | hubert)",
+          "radnerf audio person=alice [audio_features=hubert]",
+          reads=("aud.wav",), writes=("{audio_features}",), groups=("audio_features",),
+          code=("radnerf/audio",)),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 
@@ -109,3 +145,66 @@ def preprocess(cfg: RadNerfConfig) -> PreprocessResult:
     With ``video=PATH`` it starts from ingestion; without, from the frames already ingested.
     """
     return PreprocessResult([run_stage(BY_NAME[n], cfg) for n in stages_to_run(cfg)])
+
+
+def dvc_yaml(cfg: RadNerfConfig, choices: dict[str, str]) -> str:
+    """``dvc.yaml`` for :data:`STAGES`: each stage calls the same CLI (so the same stage function).
+
+    Args:
+        cfg: the default config (names the audio feature file the default backend writes).
+        choices: ``{group: option}`` of the defaults list (``conf/config.yaml``), whose YAML files
+            are the stages' DVC params.
+    """
+    import yaml
+
+    from radnerf.audio.backends import feature_name
+    from radnerf.paths import PersonPaths
+
+    person = PersonPaths(Path("artifacts") / "${key}")  # a template: DVC fills in each person
+    files = {"{audio_features}": person.audio_features(feature_name(cfg.audio_features)).name}
+
+    def person_file(name: str) -> str:
+        return name if name.startswith("${") else f"{person.root.as_posix()}/{files.get(name, name)}"
+
+    stages: dict[str, dict] = {}
+    for st in STAGES:
+        outs: list = [person_file(o) for o in st.writes]
+        if st.manifest_out:
+            manifest = person.manifest(st.name).relative_to(person.root).as_posix()
+            outs.append({person_file(manifest): {"cache": False, "persist": True}})
+        params: list = [{f"conf/{g}/{choices[g]}.yaml": None} for g in st.groups]
+        params.append({"conf/preset/${item.preset}.yaml": None})
+        if st.name == "ingest":
+            params.insert(0, "persons.${key}")
+        stages[st.name] = {
+            "foreach": "${persons}",
+            "do": {
+                "cmd": f"radnerf {st.name} person=${{key}} preset=${{item.preset}}"
+                + (" video=${item.video}" if "${item.video}" in st.reads else ""),
+                "deps": [person_file(r) for r in st.reads] + list(SHARED_CODE) + list(st.code),
+                "params": params,
+                "outs": outs,
+            },
+        }
+    body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=120).replace(": null\n", ":\n")
+    return DVC_HEADER + body
+
+
+DVC_HEADER = """\
+# Generated from radnerf.pipeline.STAGES by `radnerf dvc-yaml > dvc.yaml`: edit the stage list, not this file.
+# Each stage calls the same CLI (so the same stage function) that Prefect and users call. Outputs live under
+# artifacts/, outside the DVC-tracked data/ folder. Stages that share RAD-NeRF's ori_imgs/ folder (ingest
+# writes the frames, landmarks adds <i>.lms beside them) are tracked by their manifests, which record the
+# content hashes of what they wrote; the manifests persist so the stage functions can tell "up to date"
+# themselves. Code deps: the stage's own modules plus the code every stage shares.
+"""
+
+
+def default_choices() -> dict[str, str]:
+    """``{group: option}`` from the defaults list of ``conf/config.yaml``."""
+    import yaml
+
+    from radnerf.config import conf_dir
+
+    defaults = yaml.safe_load((conf_dir() / "config.yaml").read_text())["defaults"]
+    return {k: v for d in defaults if isinstance(d, dict) for k, v in d.items() if v is not None}

@@ -354,7 +354,7 @@ def manifest_metrics(data: dict, prefix: str = "") -> dict[str, float]:
     """The numbers of a manifest, flattened (``reprojection_px.rigid_median``); lists count."""
     out: dict[str, float] = {}
     for key, value in data.items():
-        if isinstance(value, bool):
+        if isinstance(value, bool) or key == "manifest_version":
             continue
         if isinstance(value, (int, float)):
             out[f"{prefix}{key}"] = float(value)

@@ -72,3 +72,22 @@ def test_dict_round_trip_for_prefect():
     data = to_container(cfg)
     assert isinstance(data, dict) and data["model"]["spatial_grid"]["log2_hashmap_size"] == 14
     assert config_from_dict(data) == cfg
+
+
+def test_one_frame_rate_and_window_the_copies_follow():
+    """ingest.fps and audio_features.window are set once; the copies follow by interpolation."""
+    from radnerf.config import load_config
+    from radnerf.errors import ConfigError
+
+    cfg = load_config(["ingest.fps=50", "audio_features.window=8"])
+    assert cfg.audio_features.fps == cfg.render.fps == 50 and cfg.model.audio_window == 8
+    with pytest.raises(ConfigError, match="render.fps=30 differs from ingest.fps=25") as e:
+        load_config(["render.fps=30"])
+    assert "set ingest.fps only" in e.value.hint
+
+
+def test_grid_type_default_agrees_with_the_model_config():
+    from radnerf.config import GridConfig, load_config
+
+    cfg = load_config([])
+    assert GridConfig().grid_type == cfg.model.spatial_grid.grid_type == cfg.model.audio_grid.grid_type == "tiled"

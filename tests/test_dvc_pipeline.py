@@ -59,3 +59,20 @@ def test_dvc_repro_twice_on_a_tiny_input(tmp_path, talking_clip):
     third = _run([*dvc, "repro"], repo, env)
     ran = [s for s in stages if f"Running stage '{s}@tiny'" in third.stdout]
     assert ran == ["track"]
+
+
+def test_dvc_yaml_is_generated_from_the_stage_list():
+    """dvc.yaml is what `radnerf dvc-yaml` prints: one stage list, deps included."""
+    from radnerf import pipeline
+    from radnerf.config import load_config
+
+    generated = pipeline.dvc_yaml(load_config([]), pipeline.default_choices())
+    assert (REPO / "dvc.yaml").read_text() == generated, "dvc.yaml is stale: run `radnerf dvc-yaml > dvc.yaml`"
+    stages = yaml.safe_load(generated)["stages"]
+    assert list(stages) == [s.name for s in pipeline.STAGES]
+    for name, stage in stages.items():
+        # A change to the shared stage runner or the file formats re-runs every stage.
+        assert {"radnerf/stage_io.py", "radnerf/formats"} <= set(stage["do"]["deps"]), name
+    assert "radnerf/preprocess/common.py" in stages["parse"]["do"]["deps"]
+    assert "artifacts/${key}/aud_ph.npy" in stages["audio"]["do"]["outs"]
+    assert {"conf/audio_features/offline.yaml": None} in stages["audio"]["do"]["params"]

@@ -135,3 +135,110 @@ def test_fingerprint_changes_with_the_code_that_computes_the_outputs(monkeypatch
     assert library_versions("numpy", "surely-not-installed-radnerf-x") == {
         "numpy": numpy.__version__, "surely-not-installed-radnerf-x": None,
     }
+
+
+# -- the stage runner ----------------------------------------------------------
+
+from radnerf.errors import StageOutputExistsError  # noqa: E402
+from radnerf.paths import PersonPaths  # noqa: E402
+from radnerf.stage_io import StagePlan, progress_to, report_progress, run_stage  # noqa: E402
+
+
+def _writer(calls: list, text: str = "v1"):
+    def work(w):
+        calls.append(text)
+        w.path("out.txt").write_text(text)
+        report_progress("demo", 1, 1, "wrote out.txt")
+        return {"frames": 3, "flagged": [4, 5]}
+
+    return work
+
+
+def test_runner_runs_then_finds_the_stage_up_to_date(tmp_path):
+    paths, calls = PersonPaths(tmp_path / "p"), []
+    plan = StagePlan("demo", ["out.txt"], settings={"k": 1}, upstream={"ingest": "abc"})
+    first = run_stage(paths, plan, _writer(calls))
+    assert not first.skipped and first.state == "done" and calls == ["v1"]
+    assert first.output == paths.root / "out.txt"
+    assert first.metrics == {"frames": 3.0, "flagged_count": 2.0, "seconds": first.metrics["seconds"]}
+    manifest = json.loads(first.manifest.read_text())
+    assert manifest["inputs"] == {"ingest": "abc"} and manifest["settings"] == {"k": 1} and manifest["fingerprint"]
+    assert first.started <= first.ended
+    again = run_stage(paths, plan, _writer(calls))
+    assert again.skipped and again.state == "up to date" and calls == ["v1"] and again.metrics == first.metrics
+    # Changed settings or upstream redo it.
+    changed = run_stage(paths, StagePlan("demo", ["out.txt"], settings={"k": 2}, upstream={"ingest": "abc"}),
+                        _writer(calls, "v2"))
+    assert not changed.skipped and (paths.root / "out.txt").read_text() == "v2"
+
+
+def test_runner_adopts_complete_foreign_outputs_and_refuses_others(tmp_path):
+    paths, calls = PersonPaths(tmp_path / "p"), []
+    paths.root.mkdir()
+    (paths.root / "out.txt").write_text("theirs")
+    plan = StagePlan("demo", ["out.txt"])
+    adopted = run_stage(paths, plan, _writer(calls))
+    assert adopted.skipped and adopted.adopted and calls == [] and (paths.root / "out.txt").read_text() == "theirs"
+    assert json.loads(adopted.manifest.read_text())["imported"] is True
+    # A stage that cannot use them refuses, naming why, and keeps them.
+    with pytest.raises(StageOutputExistsError, match="did not write.*too short"):
+        run_stage(paths, plan, _writer(calls), accept_foreign=lambda missing: "too short")
+    assert (paths.root / "out.txt").read_text() == "theirs"
+    # Part of the outputs only: refused by default (nothing is deleted), replaced with overwrite.
+    two = StagePlan("demo2", ["out.txt", "other.txt"])
+    with pytest.raises(StageOutputExistsError, match="other.txt missing"):
+        run_stage(paths, two, _writer(calls))
+
+    def both(w):
+        w.path("out.txt").write_text("ours")
+        w.path("other.txt").write_text("ours")
+
+    assert not run_stage(paths, two, both, overwrite=True).skipped
+    assert (paths.root / "out.txt").read_text() == "ours"
+
+
+def test_runner_guard_sees_the_previous_manifest_and_progress_reaches_the_listener(tmp_path):
+    paths, calls, seen = PersonPaths(tmp_path / "p"), [], []
+    with progress_to(lambda *a: seen.append(a)):
+        run_stage(paths, StagePlan("demo", ["out.txt"]), _writer(calls))
+    assert seen == [("demo", 1, 1, "wrote out.txt")]
+    previous = []
+    run_stage(paths, StagePlan("demo", ["out.txt"], settings=2), _writer(calls), guard=previous.append)
+    assert previous[0]["stage"] == "demo"
+
+    def refuse(manifest):
+        raise StageOutputExistsError("another source")
+
+    with pytest.raises(StageOutputExistsError):
+        run_stage(paths, StagePlan("demo", ["out.txt"], settings=3), _writer(calls, "v3"), guard=refuse)
+    assert (paths.root / "out.txt").read_text() == "v1"
+
+
+def test_person_lock_is_reentrant_in_a_thread_but_not_across_threads(tmp_path):
+    with person_lock(tmp_path):
+        with person_lock(tmp_path):  # a helper the stage calls takes it again
+            pass
+        errors = []
+
+        def other():
+            try:
+                with person_lock(tmp_path):
+                    pass
+            except RadNerfError as e:
+                errors.append(e)
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert errors and "another run" in str(errors[0])
+
+
+def test_atomic_files_respect_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644

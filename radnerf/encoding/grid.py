@@ -21,13 +21,16 @@ tiny-cuda-nn was wanted but is not usable).
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from radnerf.encoding.layout import GridLayout, grid_layout
 from radnerf.errors import ConfigError
+
+if TYPE_CHECKING:
+    from radnerf.config import GridConfig
 
 IMPLEMENTATIONS = ("auto", "tcnn", "torch")
 
@@ -247,12 +250,11 @@ class TcnnGridEncoder(_GridModule):
 
 
 def layout_from_config(
-    cfg: Any, input_dim: int, bound: float = 1.0, scale_resolution_by_bound: bool = False
+    cfg: GridConfig, input_dim: int, bound: float = 1.0, scale_resolution_by_bound: bool = False
 ) -> GridLayout:
     """The :class:`GridLayout` a :class:`radnerf.config.GridConfig` describes.
 
-    Optional config fields read when present: ``grid_type`` ('hash' default),
-    ``per_level_scale`` (overrides ``desired_resolution`` when set).
+    ``per_level_scale``, when set, overrides ``desired_resolution``.
     """
     desired = float(cfg.desired_resolution) * (bound if scale_resolution_by_bound else 1.0)
     return grid_layout(
@@ -261,14 +263,14 @@ def layout_from_config(
         level_dim=int(cfg.level_dim),
         base_resolution=int(cfg.base_resolution),
         log2_hashmap_size=int(cfg.log2_hashmap_size),
-        per_level_scale=getattr(cfg, "per_level_scale", None),
+        per_level_scale=cfg.per_level_scale,
         desired_resolution=desired,
-        grid_type=str(getattr(cfg, "grid_type", "hash")),
+        grid_type=cfg.grid_type,
     )
 
 
 def build_grid_encoder(
-    cfg: Any,
+    cfg: GridConfig,
     input_dim: int,
     implementation: str = "auto",
     bound: float = 1.0,
@@ -277,9 +279,7 @@ def build_grid_encoder(
     """A grid encoder from a :class:`radnerf.config.GridConfig`.
 
     Args:
-        cfg: the grid's config (``num_levels``, ``level_dim``, ``base_resolution``,
-            ``desired_resolution``, ``log2_hashmap_size``, optionally ``grid_type``
-            and ``per_level_scale``).
+        cfg: the grid's config.
         input_dim: D (3 spatial, 2 audio, 2 torso).
         implementation: 'auto', 'tcnn' or 'torch' (``ModelConfig.encoding``).
         bound: points are given in ``[-bound, bound]^D``.

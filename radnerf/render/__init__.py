@@ -21,7 +21,7 @@ How a head trainer uses it (RAD-NeRF's schedule)::
     rays = get_rays(pose, intrinsics, H, W, pixels=sample_pixels(H, W, num_rays))
     out = render_rays(rays.origins, rays.directions, grid,
                       lambda xyz, dirs: model(xyz, dirs, cond),     # -> sigma, rgb[, extras]
-                      options=options_from_config(cfg.render),
+                      options=cfg.render,
                       background=bg_image.view(-1, 3)[rays.pixels], perturb=True)
     loss = mse(out["rgb"], gt.view(-1, 3)[rays.pixels])
 
@@ -44,8 +44,6 @@ from radnerf.render.rays import (
     sample_pixels,
 )
 from radnerf.render.renderer import (
-    RenderOptions,
-    options_from_config,
     render_image,
     render_rays,
 )
@@ -62,7 +60,6 @@ __all__ = [
     "OccupancyGrid",
     "RaySamples",
     "Rays",
-    "RenderOptions",
     "accumulate_along_rays",
     "composite_background",
     "composite_padded",
@@ -75,7 +72,6 @@ __all__ = [
     "near_far_from_aabb",
     "nerf_to_ngp_pose",
     "ngp_to_nerf_pose",
-    "options_from_config",
     "rect_pixels",
     "render_image",
     "render_rays",

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields, replace
 from typing import Any
 
 import torch
@@ -42,26 +41,12 @@ that are accumulated along rays with the rendering weights (e.g. RAD-NeRF's
 ambient term). The audio / eye condition is bound in the closure."""
 
 
-RenderOptions = RenderConfig
-"""The renderer's settings are ``RenderConfig`` itself (``max_steps``,
-``min_transmittance``, ``dt_gamma``, ``min_near``, ``steps_per_round``,
-``march_chunk``; its ``grid_size`` and ``density_thresh`` go to
-:meth:`OccupancyGrid.from_config`). Colours are not clamped (RAD-NeRF clamps
-the composited image to [0, 1]; with sigmoid colours and a background in
-[0, 1] it already is)."""
-
-
-def options_from_config(render_cfg: Any) -> RenderConfig:
-    """A validated :class:`RenderConfig` from any object with (some of) its fields; the rest keep their defaults."""
-    if isinstance(render_cfg, RenderConfig):
-        return render_cfg
-    defaults = RenderConfig()
-    known = {
-        f.name: type(getattr(defaults, f.name))(getattr(render_cfg, f.name))
-        for f in fields(RenderConfig)
-        if hasattr(render_cfg, f.name)
-    }
-    return replace(defaults, **known)
+# The renderer's settings are ``RenderConfig`` itself (``max_steps``,
+# ``min_transmittance``, ``dt_gamma``, ``min_near``, ``steps_per_round``,
+# ``march_chunk``; its ``grid_size`` and ``density_thresh`` go to
+# ``OccupancyGrid.from_config``). Colours are not clamped (RAD-NeRF clamps the
+# composited image to [0, 1]; with sigmoid colours and a background in [0, 1]
+# it already is).
 
 
 class _Profile:
@@ -112,7 +97,7 @@ def render_rays(
     grid: OccupancyGrid,
     radiance_fn: RadianceFn,
     aabb: torch.Tensor | None = None,
-    options: RenderOptions | None = None,
+    options: RenderConfig | None = None,
     background: torch.Tensor | float | None = None,
     perturb: bool = False,
     generator: torch.Generator | None = None,
@@ -146,7 +131,7 @@ def render_rays(
         ValueError: rays or background of the wrong shape.
     """
     _check_rays(origins, directions, background)
-    opts = options or RenderOptions()
+    opts = options or RenderConfig()
     device = origins.device
     prof = _Profile(profile, device)
     if aabb is None:
@@ -186,7 +171,7 @@ def _render_all(
     samples: RaySamples,
     bound: float,
     radiance_fn: RadianceFn,
-    opts: RenderOptions,
+    opts: RenderConfig,
     prof: _Profile,
 ) -> dict[str, Any]:
     n = samples.n_rays
@@ -222,7 +207,7 @@ def _render_rounds(
     dt_pad: torch.Tensor,
     bound: float,
     radiance_fn: RadianceFn,
-    opts: RenderOptions,
+    opts: RenderConfig,
     prof: _Profile,
 ) -> dict[str, Any]:
     """Inference compositing over the padded samples ``t_pad [R, S]`` of rays ``ray_ids [R]``."""
@@ -300,7 +285,7 @@ def render_image(
     width: int,
     grid: OccupancyGrid,
     radiance_fn: RadianceFn,
-    options: RenderOptions | None = None,
+    options: RenderConfig | None = None,
     background: torch.Tensor | float | None = None,
     max_rays: int = 1 << 18,
     profile: dict[str, float] | None = None,

@@ -90,6 +90,7 @@ def test_factory_reads_grid_config():
         base_resolution=16,
         desired_resolution=2048,
         log2_hashmap_size=19,
+        grid_type="hash",
     )
     enc = build_grid_encoder(cfg, 3, "torch")
     assert enc.layout.n_params == 12_196_240 and enc.output_dim == 32
@@ -116,7 +117,7 @@ def test_loads_torch_ngp_embeddings():
 
 def test_tcnn_wrapper_maps_layout_and_state_dict(fake_tcnn):
     cfg = GridConfig(
-        num_levels=6, level_dim=2, base_resolution=8, desired_resolution=256, log2_hashmap_size=12
+        num_levels=6, level_dim=2, base_resolution=8, desired_resolution=256, log2_hashmap_size=12, grid_type="hash"
     )
     tc = build_grid_encoder(cfg, 3, "tcnn", bound=2.0)
     assert isinstance(tc, TcnnGridEncoder)

@@ -7,11 +7,10 @@ import math
 import pytest
 import torch
 
+from radnerf.config import RenderConfig
 from radnerf.render import (
     OccupancyGrid,
-    RenderOptions,
     get_rays,
-    options_from_config,
     render_image,
     render_rays,
 )
@@ -28,7 +27,7 @@ def _camera(size=24):
 def test_inference_and_differentiable_paths_agree(head_grid):
     pose, intr = _camera()
     rays = get_rays(pose, intr, 24, 24)
-    opts = RenderOptions(max_steps=8, steps_per_round=3)
+    opts = RenderConfig(max_steps=8, steps_per_round=3)
     fast = render_rays(
         rays.origins,
         rays.directions,
@@ -69,7 +68,7 @@ def test_early_termination_saves_field_evaluations(head_grid):
         calls.append(xyz.shape[0])
         return ellipsoid_field(xyz, dirs)
 
-    opts = RenderOptions(max_steps=16, steps_per_round=2)
+    opts = RenderConfig(max_steps=16, steps_per_round=2)
     out = render_rays(
         rays.origins, rays.directions, head_grid, counting_field, options=opts, differentiable=False
     )
@@ -78,7 +77,7 @@ def test_early_termination_saves_field_evaluations(head_grid):
     assert evaluated < 0.6 * marched
     # Switching termination off evaluates every marched sample.
     calls.clear()
-    no_stop = RenderOptions(max_steps=16, steps_per_round=2, min_transmittance=0.0)
+    no_stop = RenderConfig(max_steps=16, steps_per_round=2, min_transmittance=0.0)
     render_rays(
         rays.origins,
         rays.directions,
@@ -148,17 +147,6 @@ def test_inference_extras_match_differentiable(head_grid):
     a = render_rays(rays.origins, rays.directions, head_grid, field, differentiable=False)
     b = render_rays(rays.origins, rays.directions, head_grid, field, differentiable=True)
     torch.testing.assert_close(a["amb"], b["amb"].detach(), atol=1e-5, rtol=1e-5)
-
-
-def test_options_from_config_reads_known_fields():
-    class Cfg:
-        max_steps = 32
-        min_transmittance = 1e-3
-        grid_size = 64
-        fps = 25
-
-    opts = options_from_config(Cfg())
-    assert opts.max_steps == 32 and opts.min_transmittance == 1e-3 and opts.dt_gamma == 1 / 256
 
 
 def test_grid_from_config_and_inside_a_model():
