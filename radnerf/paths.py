@@ -185,6 +185,14 @@ class PersonPaths:
     def manifest(self, stage: str) -> Path:
         return self.manifests / f"{stage}.json"
 
+    def pending_marker(self, stage: str) -> Path:
+        """Present only while a stage's outputs are being renamed into place (see :mod:`radnerf.stage_io`)."""
+        return self.manifests / f".{stage}.pending"
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the person's folder, as stages declare their outputs (``parsing``, ``bc.jpg``)."""
+        return path.relative_to(self.root).as_posix()
+
     @property
     def lock(self) -> Path:
         return self.root / ".lock"

@@ -27,6 +27,7 @@ from typing import Any
 
 from radnerf.errors import RadNerfError
 from radnerf.formats.manifests import read_manifest
+from radnerf.paths import PersonPaths
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def person_lock(root: str | Path, timeout: float = 0.0) -> Iterator[None]:
         finally:
             held[key][1] -= 1
         return
-    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(PersonPaths(root).lock, os.O_RDWR | os.O_CREAT, 0o644)
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -211,7 +212,7 @@ class StageWriter:
         self.tmp: Path | None = None
 
     def __enter__(self) -> StageWriter:
-        staging = self.root / ".staging"
+        staging = PersonPaths(self.root).staging
         staging.mkdir(parents=True, exist_ok=True)
         sweep_staging(staging)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.stage}-", dir=staging))
@@ -269,12 +270,12 @@ class StageWriter:
 
 def manifest_path(root: str | Path, stage: str) -> Path:
     """``<root>/manifests/<stage>.json``, where a stage records what it wrote."""
-    return Path(root) / "manifests" / f"{stage}.json"
+    return PersonPaths(Path(root)).manifest(stage)
 
 
 def pending_marker(root: str | Path, stage: str) -> Path:
     """Marker present only while a stage's outputs are being renamed into place."""
-    return Path(root) / "manifests" / f".{stage}.pending"
+    return PersonPaths(Path(root)).pending_marker(stage)
 
 
 def foreign_outputs(root: str | Path, stage: str, outputs: Sequence[str]) -> list[str]:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from radnerf.errors import ConfigError
@@ -22,3 +24,17 @@ def test_rad_nerf_names(tmp_path):
     assert p.frame(12) == tmp_path / "alice" / "ori_imgs" / "12.jpg"
     assert p.audio_wav.name == "aud.wav"
     assert p.manifest("ingest") == tmp_path / "alice" / "manifests" / "ingest.json"
+
+
+def test_model_eval_and_render_locations():
+    from radnerf.paths import PersonPaths
+
+    p = PersonPaths(Path("/a/alice"))
+    assert p.checkpoint("head", 1200) == Path("/a/alice/head/checkpoints/step_0001200.pt")
+    assert sorted([p.checkpoint("head", 999), p.checkpoint("head", 10000)])[0].name == "step_0000999.pt"
+    assert p.final_weights("torso") == Path("/a/alice/torso/torso.pt") and p.torso != p.torso_imgs
+    assert p.metrics == Path("/a/alice/eval/metrics.json")
+    assert p.render_video("musetalk") == Path("/a/alice/renders/musetalk.mp4")
+    assert p.rel(p.background_image) == "bc.jpg" and p.rel(p.parsing_image(3)) == "parsing/3.png"
+    with pytest.raises(ValueError):
+        p.model_dir("lips")
