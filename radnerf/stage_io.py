@@ -449,6 +449,11 @@ def run_stage(
        returns numbers for the manifest; on success they are renamed into place
        and the manifest is written last; then ``after()`` (overlays) runs.
 
+    A manifest records what was consumed and what was written, nothing about
+    the run itself (no timings, no absolute paths): the same inputs give the same
+    bytes, so DVC, which tracks manifests as outputs, sees an unchanged stage.
+    Timings are in the :class:`StageResult` (and MLflow).
+
     Args:
         paths: the person's :class:`~radnerf.paths.PersonPaths` (anything with ``root``).
 
@@ -499,7 +504,6 @@ def run_stage(
                 "settings": plan.settings,
                 **({"tools": plan.libraries} if plan.libraries else {}),
                 **numbers,
-                "seconds": round(time.time() - started, 3),
             }
             manifest = w.manifest
         if after is not None:
