@@ -23,13 +23,16 @@ plain dense grid; RAD-NeRF stores the same numbers in Morton order,
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from radnerf.render.rays import check_camera
+
+if TYPE_CHECKING:
+    from radnerf.config import RenderConfig
 
 DensityFn = Callable[[torch.Tensor, Any], torch.Tensor]
 """``density_fn(xyz [N, 3], condition) -> sigma [N]`` (or ``[N, 1]``)."""
@@ -122,9 +125,9 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("updates", torch.zeros((), dtype=torch.int64))
 
     @classmethod
-    def from_config(cls, render_cfg: Any, bound: float) -> OccupancyGrid:
-        """A grid sized by ``RenderConfig`` (``grid_size``, ``density_thresh``) for ``ModelConfig.bound``."""
-        return cls(int(render_cfg.grid_size), float(bound), float(render_cfg.density_thresh))
+    def from_config(cls, render_cfg: RenderConfig, bound: float) -> OccupancyGrid:
+        """A grid sized by ``render.grid_size`` and ``render.density_thresh`` for ``model.bound``."""
+        return cls(render_cfg.grid_size, float(bound), render_cfg.density_thresh)
 
     @property
     def threshold(self) -> float:
