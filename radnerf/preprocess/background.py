@@ -14,28 +14,28 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from radnerf.config import RadNerfConfig
 from radnerf.errors import InputError
+from radnerf.formats.frames import frame_count
 from radnerf.media import images
+from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.preprocess.parsing import BACKGROUND, read_parsing
-from radnerf.stage_io import StageWriter, person_lock, up_to_date
+from radnerf.stage_io import StagePlan, StageResult, StageWriter, run_stage
 
 log = logging.getLogger(__name__)
 
 STAGE = "background"
 
 
-def extract_background(images: np.ndarray, background: np.ndarray, margin: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+def extract_background(frames: np.ndarray, background: np.ndarray, margin: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
     """The background image from frames and their background masks.
 
     Args:
-        images: ``[K, H, W, 3]`` uint8 frames.
+        frames: ``[K, H, W, 3]`` uint8 frames.
         background: ``[K, H, W]`` bool, True where a frame shows background.
         margin: pixels closer than this to the person in every frame are unseen.
 
@@ -48,7 +48,7 @@ def extract_background(images: np.ndarray, background: np.ndarray, margin: float
     dist = np.stack([cv2.distanceTransform(b.astype(np.uint8), cv2.DIST_L2, 5) for b in background])
     best = dist.argmax(0)  # [H, W]
     seen = dist.max(0) > margin
-    bc = np.take_along_axis(images, best[None, :, :, None], axis=0)[0]
+    bc = np.take_along_axis(frames, best[None, :, :, None], axis=0)[0]
     if not seen.any():
         return bc, seen
     if not seen.all():
@@ -95,56 +95,54 @@ def fill_unseen(image: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return out
 
 
-def background(cfg: Any) -> Path:
+def background(cfg: RadNerfConfig) -> StageResult:
     """Extract the background image ``bc.jpg`` from the frames and their parsing.
 
     Returns:
-        Path of ``bc.jpg``.
+        The stage's result; its ``output`` is ``bc.jpg``.
 
     Raises:
         InputError: the background is never visible (the person fills every frame).
     """
-    paths = common.person_paths(cfg)
-    opts = common.options(cfg)
-    n = common.frame_count(paths)
-    with person_lock(paths.root):
-        if common.adopt_foreign(paths, STAGE, ["bc.jpg"], bool(getattr(cfg, "overwrite", False))):
-            return paths.background_image
+    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
+    opts = cfg.preprocess
+    n = frame_count(paths)
     stride = opts.background_stride or max(1, math.ceil(n / 60))
-    settings = {"stride": stride, "margin": opts.background_margin}
-    upstream = {"ingest": common.stage_fingerprint(paths, "ingest"), "parse": common.stage_fingerprint(paths, "parse")}
-    fp = common.fingerprint(STAGE, upstream, settings)
-    with person_lock(paths.root):
-        if up_to_date(paths.root, STAGE, fp, ["bc.jpg"]):
-            log.info("background: %s is up to date, nothing to do", paths.root)
-            return paths.background_image
-        started = time.time()
+    plan = StagePlan(
+        STAGE, ["bc.jpg"],
+        settings={"stride": stride, "margin": opts.background_margin},
+        upstream=lambda: {
+            "ingest": common.stage_fingerprint(paths, "ingest"), "parse": common.stage_fingerprint(paths, "parse"),
+        },
+    )
+    made: dict[str, np.ndarray] = {}  # what the overlay shows
+
+    def work(w: StageWriter) -> dict:
         ids = list(range(0, n, stride))
-        images = np.stack([images.read_rgb(paths.frame(i)) for i in ids])
+        frames = np.stack([images.read_rgb(paths.frame(i)) for i in ids])
         bg = np.stack([read_parsing(paths.parsing_image(i)) == BACKGROUND for i in ids])
         # Thin hair strands escape the person mask; a margin that scales with
         # the frame keeps them out of the background.
-        margin = max(5.0, opts.background_margin * min(images.shape[1:3]))
-        bc, seen = extract_background(images, bg, margin)
+        margin = max(5.0, opts.background_margin * min(frames.shape[1:3]))
+        bc, seen = extract_background(frames, bg, margin)
         if not seen.any():
             raise InputError(
                 "the background is never visible: the person covers the whole frame",
                 hint="use a video with some background around the person (a wider crop)",
             )
-        with StageWriter(paths.root, STAGE, ["bc.jpg"]) as wr:
-            images.write_rgb(wr.path("bc.jpg"), bc, quality=95)
-            wr.manifest.update({
-                "fingerprint": fp,
-                "settings": settings,
-                "frames_used": ids,
-                "unseen_share": float(1 - seen.mean()),
-                "seconds": round(time.time() - started, 3),
-            })
-        if opts.overlay_frames:
-            from radnerf.preprocess.overlays import side_by_side, write_overlay
+        images.write_rgb(w.path("bc.jpg"), bc, quality=95)
+        made.update(first=frames[0], bc=bc, seen=seen)
+        log.info("background: %d frames, %.0f%% never seen", len(ids), 100 * (1 - seen.mean()))
+        return {"frames_used": ids, "unseen_share": float(1 - seen.mean())}
 
-            tint = bc.copy()
-            tint[~seen] = (0.5 * tint[~seen] + [0, 0, 127]).astype(np.uint8)
-            write_overlay(paths, STAGE, 0, side_by_side(images[0], bc, tint))
-        log.info("background: %d frames, %.0f%% never seen, %.1f s", len(ids), 100 * (1 - seen.mean()), time.time() - started)
-    return paths.background_image
+    def overlay() -> None:
+        if not opts.overlay_frames:
+            return
+        from radnerf.preprocess.overlays import side_by_side, write_overlay
+
+        bc, seen = made["bc"], made["seen"]
+        tint = bc.copy()
+        tint[~seen] = (0.5 * tint[~seen] + [0, 0, 127]).astype(np.uint8)
+        write_overlay(paths, STAGE, 0, side_by_side(made["first"], bc, tint))
+
+    return run_stage(paths, plan, work, overwrite=cfg.overwrite, after=overlay)

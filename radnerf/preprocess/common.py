@@ -1,10 +1,17 @@
-"""What the per-frame preprocessing stages share: options, frame lists, fingerprints, workers.
+"""What the per-frame preprocessing stages share that has no better room.
 
-Every stage here (landmarks, parse, background, torso, regions) reads the
-frames ingest wrote, keys its manifest on the fingerprints of the stages it
-consumes plus its own options, and fans frames out over worker processes in
-contiguous chunks, so a backend that follows a face from frame to frame keeps
-its state inside one chunk.
+The stages (landmarks, parse, background, torso, regions) are written on
+:func:`radnerf.stage_io.run_stage`; beside it they share:
+
+- upstream fingerprints (:func:`stage_fingerprint`), including the one-time
+  adoption of frames radnerf did not ingest (:func:`adopt_frames`);
+- when a foreign folder of per-frame files is complete enough to use as it is
+  (:func:`all_frames_present`);
+- a worker pool that fans frames out over processes in contiguous chunks, so
+  a backend that follows a face from frame to frame keeps its state inside one
+  chunk (:func:`worker_count`, :func:`chunks`, :func:`map_chunks`);
+- which frames get overlays (:func:`overlay_indices`) and how a message names
+  frames (:func:`frames_text`).
 """
 
 from __future__ import annotations
@@ -12,23 +19,22 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import fields
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from radnerf import stage_io
-from radnerf.config import PreprocessConfig
 from radnerf.errors import InputError
-from radnerf.formats.frames import frame_count, frame_size  # noqa: F401  (stages call common.frame_count)
+from radnerf.formats.frames import frame_count
 from radnerf.media.images import image_size
-from radnerf.paths import PersonPaths, validate_person
+from radnerf.paths import PersonPaths
 from radnerf.stage_io import (
     foreign_outputs,
     person_lock,
     read_manifest,
+    report_progress,
     sha256_file,
     sha256_json,
     write_json_atomic,
@@ -36,59 +42,13 @@ from radnerf.stage_io import (
 
 log = logging.getLogger(__name__)
 
-# Bumped when an algorithm changes its outputs, so finished stages are redone.
-ALGORITHM_VERSION = 1
-
-
-T = TypeVar("T")
-
-# The thresholds and knobs live in the root config's schema (``cfg.preprocess``).
-PreprocessOptions = PreprocessConfig
-
-
-def section(cfg: Any, name: str, cls: type[T]) -> T:
-    """``cls`` from the section ``name`` of a root config (a dataclass, an omegaconf node or a
-    dict, the section likewise); fields it lacks, or a missing section, keep their defaults."""
-    node = cfg.get(name) if isinstance(cfg, dict) else getattr(cfg, name, None)
-    if isinstance(node, cls):
-        return node
-    values = {f.name: _get(node, f.name) for f in fields(cls) if node is not None and _has(node, f.name)}
-    return cls(**values)
-
-
-def options(cfg: Any) -> PreprocessOptions:
-    """:class:`PreprocessOptions` from ``cfg.preprocess``; fields it lacks keep their defaults."""
-    return section(cfg, "preprocess", PreprocessOptions)
-
-
-def _has(obj: Any, name: str) -> bool:
-    if isinstance(obj, dict):
-        return name in obj
-    # A dataclass, or an omegaconf node (whose unknown keys raise in struct mode).
-    return name in obj if hasattr(obj, "__contains__") else hasattr(obj, name)
-
-
-def _get(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
-
-
-def person_paths(cfg: Any) -> PersonPaths:
-    return PersonPaths.for_person(cfg.paths.artifacts, validate_person(cfg.person))
-
-
-def resolve_device(cfg: Any) -> str:
-    """``preprocess.device`` with 'auto' resolved (imports torch: call only for the torch backends)."""
-    from radnerf.devices import resolve_device as resolve
-
-    return resolve(str(getattr(cfg.preprocess, "device", "auto")), "preprocess.device")
-
 
 def stage_fingerprint(paths: PersonPaths, stage: str) -> str:
     """Fingerprint of a finished stage's outputs, for the manifests of the stages that consume them.
 
-    Stages written by radnerf record a ``fingerprint``; a dataset imported from
-    RAD-NeRF has no manifests, so its frames are hashed instead (once: see
-    :func:`adopt_frames`).
+    Stages written by radnerf (or adopted as they are) record a ``fingerprint``;
+    a dataset imported from RAD-NeRF has no manifests, so its frames are hashed
+    instead (once: see :func:`adopt_frames`).
 
     Raises:
         InputError: the stage has not run.
@@ -108,10 +68,14 @@ def adopt_frames(paths: PersonPaths) -> str:
     """Fingerprint frames that radnerf did not ingest (a RAD-NeRF dataset) and record it; returns it.
 
     Hashing every frame takes seconds on a long clip and each later stage asks
-    for this fingerprint, so it goes into an ``imported`` ingest manifest (as
-    :func:`adopt_foreign` writes for the other stages) that answers them from
-    then on. Ingest still treats such frames as not its own: it replaces them
-    only with ``overwrite``. Call it without holding the person lock.
+    for this fingerprint, so it goes into an ``imported`` ingest manifest (the
+    shape :func:`radnerf.stage_io.adopt` writes, plus the frame count and size
+    that :mod:`radnerf.formats.frames` reads), written once, that answers them
+    from then on. The fingerprint hashes the frames' bytes rather than listing
+    their sizes and times, so copying a dataset elsewhere does not redo its
+    stages. Ingest still treats such frames as not its own: it replaces them
+    only with ``overwrite``. Takes the person lock (re-entrant: a stage holding
+    it may call this).
     """
     n = frame_count(paths)
     fp = sha256_json([sha256_file(paths.frame(i)) for i in range(n)])
@@ -132,45 +96,33 @@ def adopt_frames(paths: PersonPaths) -> str:
     return fp
 
 
-def fingerprint(stage: str, upstream: dict[str, str], settings: Any, algorithm: int = ALGORITHM_VERSION) -> str:
-    """What decides a stage's outputs: its inputs' fingerprints, settings, algorithm and radnerf version."""
-    return stage_io.fingerprint(stage, upstream, settings, algorithm)
+def all_frames_present(n: int, per_frame: Mapping[str, Callable[[int], Path]]) -> Callable[[list[str]], str | None]:
+    """An ``accept_foreign`` for :func:`~radnerf.stage_io.run_stage` whose outputs are one file per frame.
 
+    A foreign folder (``parsing/``, ``gt_imgs/``) exists as soon as one file is
+    in it, so the runner's default (every output present) would take a half
+    copied dataset as complete. This one accepts only when every frame's file
+    is there, and otherwise names the frames that lack one.
 
-def adopt_foreign(paths: PersonPaths, stage: str, outputs: Sequence[str], overwrite: bool) -> bool:
-    """Take over a stage's outputs that radnerf did not write (a dataset RAD-NeRF processed).
-
-    When every output exists but there is neither a manifest nor a pending
-    marker, and ``overwrite`` is off, a manifest is written that fingerprints
-    the files as they are, so later stages accept them and the stage is done.
-
-    Returns:
-        True when the outputs were adopted (the stage has nothing to do).
+    Args:
+        n: the person's frame count.
+        per_frame: ``{"parsing/<i>.png": paths.parsing_image}``: how each output
+            is named in a message, and where frame ``i``'s file of it lies. It
+            must cover every output of the stage.
     """
-    if overwrite or not foreign_outputs(paths.root, stage, outputs):
-        return False
-    if not all((paths.root / o).exists() for o in outputs):
-        return False
-    listing = []
-    for o in outputs:
-        p = paths.root / o
-        files = sorted(p.rglob("*")) if p.is_dir() else [p]
-        listing += [(str(f.relative_to(paths.root)), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
-    first = read_manifest(paths.manifest(stage)) is None
-    write_json_atomic(paths.manifest(stage), {
-        "stage": stage, "imported": True, "fingerprint": sha256_json(listing), "outputs": list(outputs),
-    })
-    # Re-recorded on every run (a file edited by hand changes the fingerprint
-    # and so redoes the stages after it); said loudly only the first time.
-    log.log(
-        logging.WARNING if first else logging.INFO,
-        "%s: using the existing %s in %s as they are (not written by radnerf); add overwrite=true to redo them",
-        stage, ", ".join(outputs), paths.root,
-    )
-    return True
+
+    def accept(missing: list[str]) -> str | None:
+        for name, path in per_frame.items():
+            absent = [i for i in range(n) if not path(i).exists()]
+            if absent:
+                return f"no {name} for frames {frames_text(absent)}"
+        return f"{', '.join(missing)} missing" if missing else None
+
+    return accept
 
 
 def worker_count(requested: int) -> int:
+    """``requested`` worker processes, or (0) one per core this process may run on."""
     if requested > 0:
         return requested
     try:
@@ -186,23 +138,43 @@ def chunks(n: int, parts: int) -> list[range]:
     return [range(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def map_chunks(fn: Callable[..., Any], n: int, workers: int, *args: Any) -> list[Any]:
+def map_chunks(fn: Callable[..., Any], n: int, workers: int, *args: Any, stage: str | None = None) -> list[Any]:
     """``[fn(range_k, *args) for each contiguous chunk]``, in worker processes when ``workers > 1``.
 
     Processes, not threads: dlib and the geometry in numpy hold the GIL for
     most of a frame. Workers are spawned (not forked) so a parent that has
     started torch or mediapipe threads cannot hand them a locked mutex. The
     first chunk runs in this process, which has its imports done already.
+
+    Args:
+        stage: when given, each finished chunk is reported as progress of that
+            stage (:func:`~radnerf.stage_io.report_progress`, in frames).
     """
     parts = chunks(n, workers)
+    done = 0
+
+    def finished(part: range) -> None:
+        nonlocal done
+        done += len(part)
+        if stage is not None:
+            report_progress(stage, done, n, "frames")
+
     if workers <= 1 or len(parts) <= 1:
-        return [fn(r, *args) for r in parts]
+        results = []
+        for r in parts:
+            results.append(fn(r, *args))
+            finished(r)
+        return results
     import multiprocessing as mp
 
     with ProcessPoolExecutor(max_workers=len(parts) - 1, mp_context=mp.get_context("spawn")) as pool:
         futures = [pool.submit(fn, r, *args) for r in parts[1:]]
-        first = fn(parts[0], *args)
-        return [first] + [f.result() for f in futures]
+        results = [fn(parts[0], *args)]
+        finished(parts[0])
+        for r, f in zip(parts[1:], futures):
+            results.append(f.result())
+            finished(r)
+        return results
 
 
 def overlay_indices(n: int, count: int) -> list[int]:

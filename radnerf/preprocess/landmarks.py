@@ -20,19 +20,21 @@ writes them), ``manifests/landmarks.json`` (per-frame flags), overlays.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from radnerf.config import PreprocessConfig, RadNerfConfig
 from radnerf.errors import InputError
+from radnerf.formats.frames import frame_count, frame_size
+from radnerf.formats.landmarks import write_landmarks
 from radnerf.media import images
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.preprocess.landmark_backends import Face, check_backend, make_backend
-from radnerf.stage_io import StageWriter, person_lock, read_manifest, up_to_date
+from radnerf.stage_io import StagePlan, StageResult, StageWriter, read_manifest, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,12 @@ STAGE = "landmarks"
 # at the scale the detector sees it.
 _DLIB_WINDOW = 80.0
 _UNSMOOTHED = slice(36, 68)  # eyes and lips
+
+SETTINGS = (
+    "max_missing_share", "max_gap", "min_face_size", "max_cut_share", "max_side_view_share",
+    "side_view_yaw", "second_face_ratio", "ambiguous_share", "smooth_sigma",
+)
+"""The ``preprocess`` options that change the landmarks (with the backend): the manifest's settings."""
 
 
 @dataclass
@@ -58,83 +66,82 @@ class TrackResult:
     """Frames holding another face of similar size."""
 
 
-def landmarks(cfg: Any) -> Path:
+def landmarks(cfg: RadNerfConfig) -> StageResult:
     """Find the person's 68 landmarks in every frame; write ``ori_imgs/<i>.lms``.
 
     Returns:
-        The ``ori_imgs`` folder holding the ``.lms`` files.
+        The stage's result; its ``output`` is the ``ori_imgs`` folder holding the ``.lms`` files.
 
     Raises:
         InputError: no face, a face too small, too many frames without a face,
             two faces of similar size, the face cut by the frame edge or seen
             from the side in too many frames.
         MissingWeightsError: ``fan`` without its weights.
+        StageOutputExistsError: ``.lms`` files radnerf did not write for only
+            some frames, without ``overwrite``.
     """
-    paths = common.person_paths(cfg)
-    opts = common.options(cfg)
-    backend = str(cfg.preprocess.landmarks)
-    check_backend(backend, getattr(cfg.paths, "weights", None))
-    n = common.frame_count(paths)
-    with person_lock(paths.root):
-        if common.adopt_foreign(paths, STAGE, [f"ori_imgs/{i}.lms" for i in range(n)], bool(getattr(cfg, "overwrite", False))):
-            return paths.ori_imgs
-    settings = {
-        "backend": backend,
-        **{k: getattr(opts, k) for k in (
-            "max_missing_share", "max_gap", "min_face_size", "max_cut_share", "max_side_view_share",
-            "side_view_yaw", "second_face_ratio", "ambiguous_share", "smooth_sigma",
-        )},
-    }
-    fp = common.fingerprint(STAGE, {"ingest": common.stage_fingerprint(paths, "ingest")}, settings)
-    with person_lock(paths.root):
-        if up_to_date(paths.root, STAGE, fp, [f"ori_imgs/{i}.lms" for i in (0, n - 1)]):
-            log.info("landmarks: %s is up to date, nothing to do", paths.root)
-            return paths.ori_imgs
-        started = time.time()
-        w, h = common.frame_size(paths)
-        device = common.resolve_device(cfg) if backend == "fan" else "cpu"
-        weights_dir = getattr(cfg.paths, "weights", None)
-        scale = detect_scale(paths, n, opts, (h, w)) if backend == "dlib" else 1.0
+    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
+    opts = cfg.preprocess
+    backend = opts.landmarks
+    check_backend(backend, cfg.paths.weights)
+    n = frame_count(paths)
+    # ori_imgs belongs to ingest: the .lms files are committed one by one beside the frames.
+    outputs = [f"ori_imgs/{i}.lms" for i in range(n)]
+    plan = StagePlan(
+        STAGE, outputs,
+        settings={"backend": backend, **{k: getattr(opts, k) for k in SETTINGS}},
+        upstream=lambda: {"ingest": common.stage_fingerprint(paths, "ingest")},
+        check=[outputs[0], outputs[-1]],
+        shown=["ori_imgs"],
+        listed=[f"ori_imgs/{{0..{n - 1}}}.lms"],
+    )
+    found: dict[str, Any] = {}  # what the overlays draw
+
+    def work(w: StageWriter) -> dict:
+        width, height = frame_size(paths)
+        device = "cpu"
+        if backend == "fan":
+            from radnerf.devices import resolve_device  # imports torch: only for the torch backend
+
+            device = resolve_device(opts.device, "preprocess.device")
+        scale = detect_scale(paths, n, opts, (height, width)) if backend == "dlib" else 1.0
         # FAN runs on torch, which already uses every core (or the GPU): one process.
         workers = 1 if backend == "fan" else common.worker_count(opts.workers)
         per_chunk = common.map_chunks(
-            _detect_chunk, n, workers, backend, device, scale, str(paths.root), weights_dir
+            _detect_chunk, n, workers, backend, device, scale, str(paths.root), cfg.paths.weights, stage=STAGE
         )
         detections = [faces for chunk in per_chunk for faces in chunk]
-        track = select_track(detections, opts, (h, w))
-        report = check_track(track, opts, (h, w))
+        track = select_track(detections, opts, (height, width))
+        report = check_track(track, opts, (height, width))
         points = smooth(track.points, opts.smooth_sigma)
-        outputs = [f"ori_imgs/{i}.lms" for i in range(n)]
-        with StageWriter(paths.root, STAGE, outputs) as wr:
-            for i, p in enumerate(points):
-                np.savetxt(wr.path(outputs[i]), p, "%f")
-            wr.manifest.update({
-                # ori_imgs belongs to ingest: the .lms files are committed one by one beside the frames.
-                "outputs": [f"ori_imgs/{{0..{n - 1}}}.lms"],
-                "fingerprint": fp,
-                "settings": settings,
-                "frames": n,
-                "width": w,
-                "height": h,
-                "detect_scale": scale,
-                "interpolated": [int(i) for i in np.flatnonzero(~track.detected)],
-                "competing_faces": track.competing,
-                **report,
-                "seconds": round(time.time() - started, 3),
-            })
-        if opts.overlay_frames:
-            from radnerf.preprocess.overlays import landmarks_overlay, write_overlay
+        for i, p in enumerate(points):
+            write_landmarks(w.path(outputs[i]), p)
+        found.update(points=points, detected=track.detected)
+        log.info("landmarks: %d frames, %d interpolated", n, int((~track.detected).sum()))
+        return {
+            "frames": n,
+            "width": width,
+            "height": height,
+            "detect_scale": scale,
+            "interpolated": [int(i) for i in np.flatnonzero(~track.detected)],
+            "competing_faces": track.competing,
+            **report,
+        }
 
-            for i in common.overlay_indices(n, opts.overlay_frames):
-                write_overlay(paths, STAGE, i, landmarks_overlay(images.read_rgb(paths.frame(i)), points[i], bool(track.detected[i])))
-        log.info(
-            "landmarks: %d frames, %d interpolated, %.1f s -> %s",
-            n, int((~track.detected).sum()), time.time() - started, paths.ori_imgs,
-        )
-    return paths.ori_imgs
+    def overlays() -> None:
+        from radnerf.preprocess.overlays import landmarks_overlay, write_overlay
+
+        for i in common.overlay_indices(n, opts.overlay_frames):
+            image = images.read_rgb(paths.frame(i))
+            write_overlay(paths, STAGE, i, landmarks_overlay(image, found["points"][i], bool(found["detected"][i])))
+
+    return run_stage(
+        paths, plan, work, overwrite=cfg.overwrite, after=overlays,
+        accept_foreign=common.all_frames_present(n, {"ori_imgs/<i>.lms": paths.lms}),
+    )
 
 
-def detect_scale(paths: PersonPaths, n: int, opts: common.PreprocessOptions, size: tuple[int, int]) -> float:
+def detect_scale(paths: PersonPaths, n: int, opts: PreprocessConfig, size: tuple[int, int]) -> float:
     """Image scale for dlib's detector: as small as keeps every face that matters detectable.
 
     A few frames are searched at the scale where the smallest accepted face
@@ -169,7 +176,7 @@ def _detect_chunk(
     return [det.detect(images.read_rgb(paths.frame(i))) for i in frames]
 
 
-def select_track(detections: list[list[Face]], opts: common.PreprocessOptions, size: tuple[int, int]) -> TrackResult:
+def select_track(detections: list[list[Face]], opts: PreprocessConfig, size: tuple[int, int]) -> TrackResult:
     """The person's face in every frame, from all faces found per frame.
 
     Faces are linked frame to frame by position and size (a track survives
@@ -335,7 +342,7 @@ def _refuse_or_warn(
     if len(frames):
         log.warning("landmarks: %s in frames %s", warning, common.frames_text(frames))
 
-def check_track(track: TrackResult, opts: common.PreprocessOptions, size: tuple[int, int]) -> dict:
+def check_track(track: TrackResult, opts: PreprocessConfig, size: tuple[int, int]) -> dict:
     """Refuse a face too small, or cut by the edge / seen from the side in too many frames.
 
     Returns:
@@ -379,29 +386,6 @@ def check_track(track: TrackResult, opts: common.PreprocessOptions, size: tuple[
         "extreme side view",
     )
     return {"cut_frames": [int(i) for i in cut], "side_view_frames": [int(i) for i in side], "face_width": width}
-
-
-def load_landmarks(paths: PersonPaths, n: int | None = None, missing: Literal["raise", "nan"] = "raise") -> np.ndarray:
-    """``[N, 68, 2]`` from ``ori_imgs/<i>.lms`` (ours or RAD-NeRF's).
-
-    Args:
-        missing: what a frame without a ``.lms`` gets: 'raise', or 'nan' for
-            NaN landmarks (tracking refits such frames from their neighbours).
-
-    Raises:
-        InputError: with ``missing='raise'``, a frame has no ``.lms`` (the landmarks stage has not run).
-    """
-    if missing not in ("raise", "nan"):
-        raise ValueError(f"missing={missing!r}: use 'raise' or 'nan'")
-    n = common.frame_count(paths) if n is None else n
-    out = np.full((n, 68, 2), np.nan)
-    for i in range(n):
-        f = paths.lms(i)
-        if f.exists():
-            out[i] = np.loadtxt(f).reshape(68, 2)
-        elif missing == "raise":
-            raise InputError(f"{f} is missing", hint=f"run `radnerf landmarks person={paths.root.name}` first")
-    return out
 
 
 def interpolated_frames(paths: PersonPaths) -> list[int]:

@@ -19,17 +19,19 @@ tests with ``cv2.imread``, i.e. BGR): head (255,0,0), neck (0,255,0), torso
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from radnerf.config import RadNerfConfig
 from radnerf.errors import ConfigError
+from radnerf.formats.frames import frame_count
+from radnerf.formats.landmarks import load_landmarks
 from radnerf.media import images
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
-from radnerf.stage_io import StageWriter, person_lock, up_to_date
+from radnerf.stage_io import StagePlan, StageResult, StageWriter, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -291,67 +293,73 @@ def _skin_like(image: np.ndarray, points: np.ndarray, where: np.ndarray) -> np.n
     return out & where
 
 
-def parse(cfg: Any) -> Path:
+def parse(cfg: RadNerfConfig) -> StageResult:
     """Label every frame head / neck / torso / background; write ``parsing/<i>.png``.
 
     Returns:
-        The ``parsing`` folder.
+        The stage's result; its ``output`` is the ``parsing`` folder.
 
     Raises:
         InputError: no frames or (offline backend) no landmarks.
         MissingWeightsError: ``bisenet`` without its weights.
+        StageOutputExistsError: a ``parsing`` folder radnerf did not write that
+            lacks some frames, without ``overwrite``.
     """
-    from radnerf.preprocess.landmarks import load_landmarks
-
-    paths = common.person_paths(cfg)
-    opts = common.options(cfg)
-    backend = str(cfg.preprocess.parsing)
+    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
+    opts = cfg.preprocess
+    backend = opts.parsing
     if backend not in PARSING_BACKENDS:
         make_backend(backend)  # raises ConfigError with the list
     if backend == "bisenet":
         from radnerf.weights import require
 
-        require("bisenet", getattr(cfg.paths, "weights", None))
-    n = common.frame_count(paths)
-    with person_lock(paths.root):
-        if common.adopt_foreign(paths, STAGE, ["parsing"], bool(getattr(cfg, "overwrite", False))):
-            return paths.parsing
-    upstream = {"ingest": common.stage_fingerprint(paths, "ingest")}
-    if backend == "offline":
-        upstream["landmarks"] = common.stage_fingerprint(paths, "landmarks")
-    fp = common.fingerprint(STAGE, upstream, {"backend": backend})
-    with person_lock(paths.root):
-        if up_to_date(paths.root, STAGE, fp, ["parsing"]):
-            log.info("parse: %s is up to date, nothing to do", paths.root)
-            return paths.parsing
-        started = time.time()
-        points = load_landmarks(paths, n) if backend == "offline" else None
-        with StageWriter(paths.root, STAGE, ["parsing"]) as wr:
-            out = wr.path("parsing")
-            out.mkdir()
-            # BiSeNet runs on torch, which already uses every core (or the GPU): one process.
-            workers = 1 if backend == "bisenet" else common.worker_count(opts.workers)
-            shares = common.map_chunks(
-                _parse_chunk, n, workers, backend, common.resolve_device(cfg) if backend == "bisenet" else "cpu",
-                getattr(cfg.paths, "weights", None), str(paths.root), str(out), points,
-            )
-            share = np.concatenate(shares)  # [N, 4] share of pixels per label
-            wr.manifest.update({
-                "fingerprint": fp,
-                "backend": backend,
-                "frames": n,
-                "mean_share": {k: float(share[:, i].mean()) for i, k in enumerate(("background", "head", "neck", "torso"))},
-                "frames_without_head": [int(i) for i in np.flatnonzero(share[:, HEAD] == 0)],
-                "seconds": round(time.time() - started, 3),
-            })
-        if opts.overlay_frames:
-            from radnerf.preprocess.overlays import parsing_overlay, write_overlay
+        require("bisenet", cfg.paths.weights)
+    n = frame_count(paths)
 
-            for i in common.overlay_indices(n, opts.overlay_frames):
-                colours = images.read_rgb(paths.parsing_image(i))
-                write_overlay(paths, STAGE, i, parsing_overlay(images.read_rgb(paths.frame(i)), colours))
-        log.info("parse: %d frames with %s in %.1f s", n, backend, time.time() - started)
-    return paths.parsing
+    def upstream() -> dict[str, str]:
+        inputs = {"ingest": common.stage_fingerprint(paths, "ingest")}
+        if backend == "offline":
+            inputs["landmarks"] = common.stage_fingerprint(paths, "landmarks")
+        return inputs
+
+    plan = StagePlan(STAGE, ["parsing"], settings={"backend": backend}, upstream=upstream)
+
+    def work(w: StageWriter) -> dict:
+        points = load_landmarks(paths, n) if backend == "offline" else None
+        out = w.path("parsing")
+        out.mkdir()
+        device = "cpu"
+        workers = common.worker_count(opts.workers)
+        if backend == "bisenet":
+            from radnerf.devices import resolve_device  # imports torch: only for the torch backend
+
+            device = resolve_device(opts.device, "preprocess.device")
+            # BiSeNet runs on torch, which already uses every core (or the GPU): one process.
+            workers = 1
+        shares = common.map_chunks(
+            _parse_chunk, n, workers, backend, device, cfg.paths.weights, str(paths.root), str(out), points,
+            stage=STAGE,
+        )
+        share = np.concatenate(shares)  # [N, 4] share of pixels per label
+        log.info("parse: %d frames with %s", n, backend)
+        return {
+            "backend": backend,
+            "frames": n,
+            "mean_share": {k: float(share[:, i].mean()) for i, k in enumerate(("background", "head", "neck", "torso"))},
+            "frames_without_head": [int(i) for i in np.flatnonzero(share[:, HEAD] == 0)],
+        }
+
+    def overlays() -> None:
+        from radnerf.preprocess.overlays import parsing_overlay, write_overlay
+
+        for i in common.overlay_indices(n, opts.overlay_frames):
+            colours = images.read_rgb(paths.parsing_image(i))
+            write_overlay(paths, STAGE, i, parsing_overlay(images.read_rgb(paths.frame(i)), colours))
+
+    return run_stage(
+        paths, plan, work, overwrite=cfg.overwrite, after=overlays,
+        accept_foreign=common.all_frames_present(n, {"parsing/<i>.png": paths.parsing_image}),
+    )
 
 
 def _parse_chunk(

@@ -17,24 +17,21 @@ ymax`` in its code, where x is the row).
 
 from __future__ import annotations
 
-import csv
 import logging
-import time
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from radnerf.config import RadNerfConfig
+from radnerf.formats.frames import frame_count, frame_size
+from radnerf.formats.landmarks import load_landmarks
+from radnerf.formats.regions import COLUMNS, write_regions
+from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
-from radnerf.stage_io import StageWriter, person_lock, up_to_date
+from radnerf.stage_io import StagePlan, StageResult, StageWriter, run_stage
 
 log = logging.getLogger(__name__)
 
 STAGE = "regions"
-COLUMNS = (
-    "frame", "eye_area", "face_row0", "face_row1", "face_col0", "face_col1",
-    "lips_row0", "lips_row1", "lips_col0", "lips_col1", "interpolated",
-)
 
 
 def polygon_area(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -67,7 +64,7 @@ def lips_rect(points: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def region_table(points: np.ndarray, height: int, width: int, interpolated: set[int]) -> list[dict]:
-    """One row per frame (see :data:`COLUMNS`). ``points``: ``[N, 68, 2]``."""
+    """One row per frame (see :data:`radnerf.formats.regions.COLUMNS`). ``points``: ``[N, 68, 2]``."""
     eyes = eye_area(points, height, width)
     rows = []
     for i, p in enumerate(points):
@@ -82,46 +79,32 @@ def region_table(points: np.ndarray, height: int, width: int, interpolated: set[
     return rows
 
 
-def read_regions(path: Path) -> list[dict]:
-    """Rows of ``regions.csv`` with numbers parsed."""
-    with open(path, newline="") as f:
-        return [
-            {k: (float(v) if k == "eye_area" else int(v)) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
-
-
-def regions(cfg: Any) -> Path:
+def regions(cfg: RadNerfConfig) -> StageResult:
     """Write ``regions.csv``: eye area, face and lip rectangles for every frame.
 
     Returns:
-        Path of ``regions.csv``.
+        The stage's result; its ``output`` is ``regions.csv``.
     """
-    from radnerf.preprocess.landmarks import interpolated_frames, load_landmarks
+    from radnerf.preprocess.landmarks import interpolated_frames
 
-    paths = common.person_paths(cfg)
-    n = common.frame_count(paths)
-    upstream = {"landmarks": common.stage_fingerprint(paths, "landmarks")}
-    fp = common.fingerprint(STAGE, upstream, {"columns": COLUMNS})
-    with person_lock(paths.root):
-        if up_to_date(paths.root, STAGE, fp, ["regions.csv"]):
-            log.info("regions: %s is up to date, nothing to do", paths.root)
-            return paths.regions
-        started = time.time()
-        w, h = common.frame_size(paths)
-        rows = region_table(load_landmarks(paths, n), h, w, set(interpolated_frames(paths)))
+    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
+    n = frame_count(paths)
+    plan = StagePlan(
+        STAGE, ["regions.csv"],
+        settings={"columns": list(COLUMNS)},
+        upstream=lambda: {"landmarks": common.stage_fingerprint(paths, "landmarks")},
+    )
+
+    def work(w: StageWriter) -> dict:
+        width, height = frame_size(paths)
+        rows = region_table(load_landmarks(paths, n), height, width, set(interpolated_frames(paths)))
+        write_regions(w.path("regions.csv"), rows)
         eyes = np.array([r["eye_area"] for r in rows])
-        with StageWriter(paths.root, STAGE, ["regions.csv"]) as wr:
-            with open(wr.path("regions.csv"), "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=COLUMNS)
-                writer.writeheader()
-                writer.writerows(rows)
-            wr.manifest.update({
-                "fingerprint": fp,
-                "frames": n,
-                "eye_area": {"min": float(eyes.min()), "max": float(eyes.max()), "mean": float(eyes.mean())},
-                "seconds": round(time.time() - started, 3),
-            })
         if eyes.max() > 1.0:
             log.warning("regions: eye area up to %.2f%% of the image; RAD-NeRF expects 0-0.5%%", eyes.max())
-    return paths.regions
+        return {
+            "frames": n,
+            "eye_area": {"min": float(eyes.min()), "max": float(eyes.max()), "mean": float(eyes.mean())},
+        }
+
+    return run_stage(paths, plan, work, overwrite=cfg.overwrite)

@@ -15,17 +15,17 @@ top of the torso (clothes) gets the same treatment over 8 pixels.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from radnerf.config import RadNerfConfig
+from radnerf.formats.frames import frame_count
 from radnerf.media import images
 from radnerf.paths import PersonPaths
 from radnerf.preprocess import common
 from radnerf.preprocess.parsing import BACKGROUND, HEAD, NECK, TORSO, read_parsing
-from radnerf.stage_io import StageWriter, person_lock, up_to_date
+from radnerf.stage_io import StagePlan, StageResult, StageWriter, run_stage
 
 log = logging.getLogger(__name__)
 
@@ -122,53 +122,53 @@ def torso_image(gt: np.ndarray, bg: np.ndarray, labels: np.ndarray) -> np.ndarra
     return cv2.copyTo(rgba, keep.view(np.uint8), np.zeros_like(rgba))
 
 
-def torso(cfg: Any) -> Path:
+def torso(cfg: RadNerfConfig) -> StageResult:
     """Write ``gt_imgs/<i>.jpg`` and ``torso_imgs/<i>.png`` for every frame.
 
     Returns:
-        The ``torso_imgs`` folder.
+        The stage's result; its ``output`` is the ``torso_imgs`` folder (``gt_imgs`` second).
+
+    Raises:
+        StageOutputExistsError: ``gt_imgs`` / ``torso_imgs`` radnerf did not
+            write that lack some frames, without ``overwrite``.
     """
-    paths = common.person_paths(cfg)
-    opts = common.options(cfg)
-    n = common.frame_count(paths)
-    outputs = ["gt_imgs", "torso_imgs"]
-    with person_lock(paths.root):
-        if common.adopt_foreign(paths, STAGE, outputs, bool(getattr(cfg, "overwrite", False))):
-            return paths.torso_imgs
-    upstream = {name: common.stage_fingerprint(paths, name) for name in ("ingest", "parse", "background")}
-    settings = {"neck": NECK_LENGTH, "push_down": NECK_PUSH_DOWN, "torso": TORSO_LENGTH, "darken": DARKEN}
-    fp = common.fingerprint(STAGE, upstream, settings)
-    with person_lock(paths.root):
-        if up_to_date(paths.root, STAGE, fp, outputs):
-            log.info("torso: %s is up to date, nothing to do", paths.root)
-            return paths.torso_imgs
-        started = time.time()
-        with StageWriter(paths.root, STAGE, outputs) as wr:
-            for o in outputs:
-                wr.path(o).mkdir()
-            painted = common.map_chunks(
-                _torso_chunk, n, common.worker_count(opts.workers), str(paths.root), str(wr.path("gt_imgs")),
-                str(wr.path("torso_imgs")),
-            )
-            painted = np.concatenate(painted)
-            wr.manifest.update({
-                "fingerprint": fp,
-                "settings": settings,
-                "frames": n,
-                "frames_without_neck_paint": [int(i) for i in np.flatnonzero(painted == 0)],
-                "seconds": round(time.time() - started, 3),
-            })
-        if opts.overlay_frames:
-            from radnerf.preprocess.overlays import side_by_side, write_overlay
+    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
+    opts = cfg.preprocess
+    n = frame_count(paths)
+    plan = StagePlan(
+        STAGE, ["gt_imgs", "torso_imgs"],
+        settings={"neck": NECK_LENGTH, "push_down": NECK_PUSH_DOWN, "torso": TORSO_LENGTH, "darken": DARKEN},
+        upstream=lambda: {name: common.stage_fingerprint(paths, name) for name in ("ingest", "parse", "background")},
+        shown=["torso_imgs", "gt_imgs"],
+    )
 
-            for i in common.overlay_indices(n, opts.overlay_frames):
-                gt = images.read_rgb(paths.gt_image(i))
-                import cv2
+    def work(w: StageWriter) -> dict:
+        for o in plan.outputs:
+            w.path(o).mkdir()
+        painted = common.map_chunks(
+            _torso_chunk, n, common.worker_count(opts.workers), str(paths.root), str(w.path("gt_imgs")),
+            str(w.path("torso_imgs")), stage=STAGE,
+        )
+        painted = np.concatenate(painted)
+        log.info("torso: %d frames", n)
+        return {"frames": n, "frames_without_neck_paint": [int(i) for i in np.flatnonzero(painted == 0)]}
 
-                rgba = cv2.cvtColor(cv2.imread(str(paths.torso_image(i)), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
-                write_overlay(paths, STAGE, i, side_by_side(gt, rgba))
-        log.info("torso: %d frames in %.1f s", n, time.time() - started)
-    return paths.torso_imgs
+    def overlays() -> None:
+        import cv2
+
+        from radnerf.preprocess.overlays import side_by_side, write_overlay
+
+        for i in common.overlay_indices(n, opts.overlay_frames):
+            gt = images.read_rgb(paths.gt_image(i))
+            rgba = cv2.cvtColor(cv2.imread(str(paths.torso_image(i)), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+            write_overlay(paths, STAGE, i, side_by_side(gt, rgba))
+
+    return run_stage(
+        paths, plan, work, overwrite=cfg.overwrite, after=overlays,
+        accept_foreign=common.all_frames_present(
+            n, {"gt_imgs/<i>.jpg": paths.gt_image, "torso_imgs/<i>.png": paths.torso_image}
+        ),
+    )
 
 
 def _torso_chunk(frames: range, root: str, gt_dir: str, torso_dir: str) -> np.ndarray:

@@ -80,7 +80,9 @@ def test_stage_writes_bc_jpg(tmp_path):
         write_rgb(root / "parsing" / f"{i}.png", colourise(np.where(m, BACKGROUND, TORSO).astype(np.uint8)))
     (root / "manifests" / "parse.json").write_text(json.dumps({"fingerprint": "p"}))
     cfg = config(tmp_path, "walker", background_margin=0.02, background_stride=1)
-    out = B.background(cfg)
+    result = B.background(cfg)
+    out = result.output
+    assert out == root / "bc.jpg" and not result.skipped
     from radnerf.media.images import read_rgb
 
     bc = read_rgb(out)
@@ -103,3 +105,31 @@ def test_stage_refuses_a_frame_filled_by_the_person(tmp_path):
     (root / "manifests" / "parse.json").write_text(json.dumps({"fingerprint": "p"}))
     with pytest.raises(InputError, match="never visible"):
         B.background(config(tmp_path, "close"))
+
+
+def test_stage_rerun_is_skipped_with_the_same_numbers_and_foreign_bc_jpg_is_used_as_it_is(tmp_path):
+    from radnerf.media.images import write_rgb
+    from tests.preprocess.faces import config, make_person
+
+    images, masks, _ = moving_person(k=4, h=64, w=96, smooth=True)
+    cfg = config(tmp_path, "walker", background_stride=1)
+    for name in ("walker", "imported"):
+        root = make_person(tmp_path / name, list(images))
+        (root / "parsing").mkdir()
+        for i, m in enumerate(masks):
+            write_rgb(root / "parsing" / f"{i}.png", colourise(np.where(m, BACKGROUND, TORSO).astype(np.uint8)))
+        (root / "manifests" / "parse.json").write_text(json.dumps({"fingerprint": "p"}))
+    first = B.background(cfg)
+    stamp = first.output.stat().st_mtime_ns
+    again = B.background(cfg)
+    assert again.skipped and not again.adopted and again.metrics == first.metrics
+    assert again.metrics["frames_used_count"] == 4 and again.output.stat().st_mtime_ns == stamp
+    # A bc.jpg radnerf did not write (a RAD-NeRF dataset) is the whole output: used as it is.
+    theirs = tmp_path / "imported" / "bc.jpg"
+    write_rgb(theirs, images[0])
+    stamp = theirs.stat().st_mtime_ns
+    cfg.person = "imported"
+    adopted = B.background(cfg)
+    assert adopted.skipped and adopted.adopted and adopted.output == theirs
+    assert theirs.stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "imported" / "manifests" / "background.json").read_text())["imported"] is True

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
 
 from radnerf.errors import InputError
+from radnerf.formats.frames import frame_count, frame_size
 from radnerf.media import images
 from radnerf.preprocess import common
 
@@ -27,20 +30,27 @@ def test_chunks_cover_the_range_in_order():
     assert common.chunks(5, 1) == [range(5)]
 
 
-def test_options_read_what_the_config_has_and_default_the_rest():
-    from radnerf.config import RadNerfConfig
+def test_stages_read_the_options_the_config_has_and_default_the_rest(tmp_path):
+    from radnerf.config import PreprocessConfig, RadNerfConfig
+    from radnerf.preprocess.landmarks import SETTINGS, landmarks
+    from tests.preprocess.faces import astronaut, config, make_person
 
-    cfg = RadNerfConfig()
-    assert common.options(cfg) == common.PreprocessOptions()
-    cfg.preprocess.max_gap = 3
-    assert common.options(cfg).max_gap == 3
+    assert RadNerfConfig().preprocess == PreprocessConfig()
+    make_person(tmp_path / "p", [astronaut()])
+    cfg = config(tmp_path, "p", max_gap=3)
+    landmarks(cfg)
+    settings = json.loads((tmp_path / "p" / "manifests" / "landmarks.json").read_text())["settings"]
+    assert settings["max_gap"] == 3
+    assert {k: settings[k] for k in SETTINGS if k != "max_gap"} == {
+        k: getattr(PreprocessConfig(), k) for k in SETTINGS if k != "max_gap"
+    }
 
 
 def test_frame_count_without_frames_says_to_ingest(tmp_path):
     from radnerf.paths import PersonPaths
 
     with pytest.raises(InputError, match="radnerf ingest"):
-        common.frame_count(PersonPaths(tmp_path / "nobody"))
+        frame_count(PersonPaths(tmp_path / "nobody"))
 
 
 def test_frames_text_is_short():
@@ -61,8 +71,6 @@ def test_indexed_png_reads_back_as_colours(tmp_path):
 
 def test_imported_frames_are_hashed_once_then_read_from_the_manifest(tmp_path, monkeypatch):
     """A RAD-NeRF dataset has no ingest manifest: its frames' hash is computed once and recorded."""
-    import json
-
     from radnerf.paths import PersonPaths
 
     paths = PersonPaths(tmp_path / "obama")
@@ -78,7 +86,7 @@ def test_imported_frames_are_hashed_once_then_read_from_the_manifest(tmp_path, m
     assert common.stage_fingerprint(paths, "ingest") == first and len(hashed) == 3
     manifest = json.loads(paths.manifest("ingest").read_text())
     assert manifest["imported"] is True and manifest["frames"] == 3
-    assert (manifest["width"], manifest["height"]) == (32, 24) == common.frame_size(paths)
+    assert (manifest["width"], manifest["height"]) == (32, 24) == frame_size(paths)
 
 
 def test_half_committed_frames_are_not_adopted(tmp_path):
@@ -107,3 +115,18 @@ def test_corrupt_first_frame_of_an_imported_dataset_says_which_file(tmp_path):
     assert not paths.manifest("ingest").exists()
     with pytest.raises(InputError, match="cannot read image"):
         images.read_rgb(paths.frame(0))
+
+
+def _frames_in(frames: range) -> list[int]:
+    return list(frames)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_map_chunks_keeps_frame_order_and_reports_each_finished_chunk(workers):
+    from radnerf.stage_io import progress_to
+
+    seen = []
+    with progress_to(lambda *report: seen.append(report)):
+        out = common.map_chunks(_frames_in, 10, workers, stage="parse")
+    assert [i for chunk in out for i in chunk] == list(range(10))
+    assert seen == ([("parse", 10, 10, "frames")] if workers == 1 else [("parse", 5, 10, "frames"), ("parse", 10, 10, "frames")])

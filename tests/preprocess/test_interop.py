@@ -7,12 +7,20 @@ import json
 import numpy as np
 
 from radnerf.media.images import write_rgb
-from radnerf.preprocess.chain import preprocess_frames
+from radnerf.pipeline import BY_NAME, run_stage
 from radnerf.preprocess.landmarks import landmarks
 from radnerf.preprocess.parsing import BACKGROUND, HEAD, TORSO, colourise
+from radnerf.stage_io import StageResult
 from tests.preprocess.faces import astronaut
 from tests.preprocess.faces import config as make_config
 from tests.preprocess.test_landmarks import synthetic_points
+
+FRAME_STAGES = ("landmarks", "parse", "background", "torso", "regions")
+
+
+def preprocess_frames(cfg) -> dict[str, StageResult]:
+    """Every per-frame stage after ingest, in order, through the pipeline's own stage list."""
+    return {name: run_stage(BY_NAME[name], cfg) for name in FRAME_STAGES}
 
 
 def radnerf_dataset(root):
@@ -40,7 +48,9 @@ def test_existing_radnerf_outputs_are_adopted_not_redone(tmp_path):
     assert before == after
     for stage in ("landmarks", "parse", "background", "torso"):
         assert json.loads((root / "manifests" / f"{stage}.json").read_text())["imported"] is True
-    assert out["regions"].exists()  # computed from the existing .lms
+        assert out[stage].adopted and out[stage].skipped
+    assert out["regions"].output.exists()  # computed from the existing .lms
+    assert not out["regions"].skipped
 
 
 def test_adopted_outputs_are_not_redone_on_later_runs(tmp_path):
@@ -51,11 +61,12 @@ def test_adopted_outputs_are_not_redone_on_later_runs(tmp_path):
     cfg = make_config(tmp_path, "obama")
     preprocess_frames(cfg)
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file() and "manifests" not in p.parts}
-    preprocess_frames(cfg)
+    again = preprocess_frames(cfg)
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert np.allclose(np.loadtxt(root / "ori_imgs" / "0.lms"), synthetic_points(220, 130, 90))
     for stage in ("landmarks", "parse", "background", "torso"):
         assert json.loads((root / "manifests" / f"{stage}.json").read_text())["imported"] is True
+    assert again["regions"].skipped and not again["regions"].adopted
 
 
 def test_overwrite_recomputes_them(tmp_path):

@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from radnerf.errors import InputError
-from radnerf.preprocess import common
+from radnerf.config import PreprocessConfig
+from radnerf.errors import InputError, StageOutputExistsError
+from radnerf.formats.landmarks import load_landmarks
 from radnerf.preprocess import landmarks as lm
 from radnerf.preprocess.landmark_backends import Face
 from tests.preprocess.faces import astronaut, config, make_person, noise, two_faces
@@ -36,7 +37,7 @@ def face(cx: float = 100.0, cy: float = 100.0, width: float = 80.0) -> Face:
     return Face(box=np.array([cx - width / 2, cy - width / 2, cx + width / 2, cy + width / 2]), points=pts, score=1.0)
 
 
-OPTS = common.PreprocessOptions()
+OPTS = PreprocessConfig()
 SIZE = (256, 256)
 
 
@@ -60,7 +61,7 @@ def test_a_long_gap_fails():
     dets = [[face()] for _ in range(100)]
     for i in range(40, 70):
         dets[i] = []
-    opts = common.PreprocessOptions(max_missing_share=0.5, max_gap=25)
+    opts = PreprocessConfig(max_missing_share=0.5, max_gap=25)
     with pytest.raises(InputError, match="frames 40-69"):
         lm.select_track(dets, opts, SIZE)
 
@@ -129,15 +130,17 @@ def test_side_views_fail_beyond_the_share():
     pts[:5, 30] = pts[:5, 16] - [3, 0]
     with pytest.raises(InputError, match="side in 5 of 10"):
         lm.check_track(track_of(pts), OPTS, SIZE)
-    report = lm.check_track(track_of(pts), common.PreprocessOptions(max_side_view_share=0.6), SIZE)
+    report = lm.check_track(track_of(pts), PreprocessConfig(max_side_view_share=0.6), SIZE)
     assert report["side_view_frames"] == [0, 1, 2, 3, 4]
 
 
 def test_stage_writes_radnerf_lms_files_and_skips_a_rerun(tmp_path):
     make_person(tmp_path / "a" / "alice", [astronaut()] * 3)
     cfg = config(tmp_path / "a", "alice")
-    out = lm.landmarks(cfg)
+    first = lm.landmarks(cfg)
+    out = first.output
     assert out == tmp_path / "a" / "alice" / "ori_imgs"
+    assert not first.skipped
     pts = np.loadtxt(out / "1.lms")
     assert pts.shape == (68, 2)
     assert 200 < pts[30, 0] < 250 and 100 < pts[30, 1] < 150  # the nose tip
@@ -145,13 +148,37 @@ def test_stage_writes_radnerf_lms_files_and_skips_a_rerun(tmp_path):
     assert manifest["interpolated"] == [] and manifest["frames"] == 3
     assert (tmp_path / "a" / "alice" / "overlays" / "landmarks_0.jpg").exists()
     stamp = (out / "0.lms").stat().st_mtime_ns
-    lm.landmarks(cfg)
+    again = lm.landmarks(cfg)
     assert (out / "0.lms").stat().st_mtime_ns == stamp
+    assert again.skipped and not again.adopted and again.metrics == first.metrics
+    assert again.metrics["frames"] == 3 and again.metrics["interpolated_count"] == 0
     # Another backend is another result: the stage runs again.
     cfg.preprocess.landmarks = "mediapipe"
     lm.landmarks(cfg)
     assert (out / "0.lms").stat().st_mtime_ns != stamp
     assert np.abs(np.loadtxt(out / "0.lms")[36:48] - pts[36:48]).max() < 5
+
+
+def test_lms_files_radnerf_did_not_write_for_some_frames_are_refused_then_replaced_with_overwrite(tmp_path):
+    """Foreign .lms for only some frames are neither used (a half copied dataset) nor silently replaced."""
+    root = make_person(tmp_path / "half", [astronaut()] * 3)
+    (root / "manifests" / "ingest.json").unlink()  # frames and .lms as another tool left them
+    theirs = synthetic_points(220, 130, 90)
+    for i in (0, 2):
+        np.savetxt(root / "ori_imgs" / f"{i}.lms", theirs, "%f")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    cfg = config(tmp_path, "half")
+    with pytest.raises(StageOutputExistsError, match=r"ori_imgs/0.lms.*did not write.*no ori_imgs/<i>.lms for frames 1 \(1 frame\)"):
+        lm.landmarks(cfg)
+    assert {p: p.read_bytes() for p in before} == before  # every file still there, unchanged
+    assert sorted(p.name for p in (root / "ori_imgs").glob("*.lms")) == ["0.lms", "2.lms"]
+    assert not (root / "manifests" / "landmarks.json").exists()
+    cfg.overwrite = True
+    result = lm.landmarks(cfg)
+    assert not result.skipped and not result.adopted
+    assert all((root / "ori_imgs" / f"{i}.lms").exists() for i in range(3))
+    assert not np.allclose(np.loadtxt(root / "ori_imgs" / "0.lms"), theirs)
+    assert "imported" not in json.loads((root / "manifests" / "landmarks.json").read_text())
 
 
 def test_stage_interpolates_a_frame_without_a_face(tmp_path):
@@ -210,8 +237,8 @@ def test_loading_landmarks_with_gaps_for_tracking(tmp_path):
     for i in (0, 2, 3):
         np.savetxt(paths.lms(i), pts + i, "%f")
     with pytest.raises(InputError, match="1.lms is missing"):
-        lm.load_landmarks(paths, 4)
-    lms = lm.load_landmarks(paths, 4, missing="nan")
+        load_landmarks(paths, 4)
+    lms = load_landmarks(paths, 4, missing="nan")
     assert np.isnan(lms[1]).all()
     np.testing.assert_allclose(lms[3], pts + 3, atol=1e-5)
     assert lm.detected_frames(lms, None).tolist() == [True, False, True, True]

@@ -136,7 +136,9 @@ def test_parse_stage_writes_parsing_pngs_and_skips_a_rerun(tmp_path):
     with pytest.raises(InputError, match="landmarks"):
         parsing.parse(cfg)  # the offline parser needs the landmarks first
     landmarks(cfg)
-    out = parsing.parse(cfg)
+    first = parsing.parse(cfg)
+    out = first.output
+    assert not first.skipped
     assert sorted(p.name for p in out.iterdir()) == ["0.png", "1.png"]
     labels = parsing.read_parsing(out / "1.png")
     assert labels[120, 225] == HEAD and labels[10, 10] == BACKGROUND
@@ -144,8 +146,35 @@ def test_parse_stage_writes_parsing_pngs_and_skips_a_rerun(tmp_path):
     assert manifest["backend"] == "offline" and manifest["frames_without_head"] == []
     assert (tmp_path / "alice" / "overlays" / "parse_0.jpg").exists()
     stamp = (out / "0.png").stat().st_mtime_ns
-    parsing.parse(cfg)
+    again = parsing.parse(cfg)
     assert (out / "0.png").stat().st_mtime_ns == stamp
+    assert again.skipped and not again.adopted and again.metrics == first.metrics
+    assert again.metrics["mean_share.head"] > 0
+
+
+def test_a_parsing_folder_radnerf_did_not_write_missing_frames_is_refused_then_replaced_with_overwrite(tmp_path):
+    """Only some parsing/*.png in a folder radnerf did not write: refused, nothing deleted; overwrite=true redoes it."""
+    from radnerf.errors import StageOutputExistsError
+    from radnerf.media.images import write_rgb
+
+    root = make_person(tmp_path / "half", [astronaut()] * 2)
+    cfg = config(tmp_path, "half")
+    landmarks(cfg)
+    (root / "parsing").mkdir()
+    theirs = parsing.colourise(np.full((512, 512), TORSO, np.uint8))
+    write_rgb(root / "parsing" / "0.png", theirs)
+    before = (root / "parsing" / "0.png").read_bytes()
+    with pytest.raises(StageOutputExistsError, match=r"parsing that radnerf did not write \(no parsing/<i>.png for frames 1 "):
+        parsing.parse(cfg)
+    assert sorted(p.name for p in (root / "parsing").iterdir()) == ["0.png"]
+    assert (root / "parsing" / "0.png").read_bytes() == before
+    assert not (root / "manifests" / "parse.json").exists()
+    cfg.overwrite = True
+    result = parsing.parse(cfg)
+    assert not result.skipped and not result.adopted
+    assert sorted(p.name for p in result.output.iterdir()) == ["0.png", "1.png"]
+    assert parsing.read_parsing(result.output / "0.png")[120, 225] == HEAD
+    assert "imported" not in json.loads((root / "manifests" / "parse.json").read_text())
 
 
 def test_parse_stage_with_bisenet_and_no_weights_fails_clearly(tmp_path):

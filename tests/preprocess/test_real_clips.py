@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from radnerf.formats.landmarks import load_landmarks
 from radnerf.paths import PersonPaths
-from radnerf.preprocess.landmarks import landmarks, load_landmarks
+from radnerf.preprocess.landmarks import landmarks
 from radnerf.preprocess.parsing import BACKGROUND, HEAD, NECK, parse, read_parsing
 from tests.preprocess.faces import KATIE, LIVEPORTRAIT, clip_path, config, make_clip_person
 
@@ -64,8 +65,8 @@ def test_liveportrait_frames_at_30fps_source(tmp_path):
 
 @pytest.mark.slow
 def test_whole_8s_clip_through_every_stage(tmp_path):
-    from radnerf.preprocess.chain import preprocess_frames
-    from radnerf.preprocess.regions import read_regions
+    from radnerf.formats.regions import read_regions
+    from tests.preprocess.test_interop import preprocess_frames
 
     root = make_clip_person(tmp_path / "k", clip_path(KATIE))
     cfg = config(tmp_path, "k", workers=2)
@@ -73,7 +74,7 @@ def test_whole_8s_clip_through_every_stage(tmp_path):
     n = 200
     lms = json.loads((root / "manifests" / "landmarks.json").read_text())
     assert len(lms["interpolated"]) <= 0.02 * n
-    rows = read_regions(out["regions"])
+    rows = read_regions(out["regions"].output)
     assert len(rows) == n
     # She speaks: the lip square changes size over the clip, and she blinks.
     heights = np.array([r["lips_row1"] - r["lips_row0"] for r in rows])

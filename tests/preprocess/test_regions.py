@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 
+from radnerf.formats.regions import read_regions
 from radnerf.preprocess import regions as R
 from tests.preprocess.test_landmarks import synthetic_points
 
@@ -44,9 +45,28 @@ def test_stage_writes_the_table(tmp_path):
     for i in range(3):
         np.savetxt(root / "ori_imgs" / f"{i}.lms", synthetic_points(cx=100 + i, cy=80), "%f")
     (root / "manifests" / "landmarks.json").write_text(json.dumps({"fingerprint": "l", "interpolated": [1]}))
-    out = R.regions(config(tmp_path, "p"))
-    rows = R.read_regions(out)
+    out = R.regions(config(tmp_path, "p")).output
+    rows = read_regions(out)
     assert [r["frame"] for r in rows] == [0, 1, 2]
     assert [r["interpolated"] for r in rows] == [0, 1, 0]
     assert 0 < rows[0]["eye_area"] < 2
     assert rows[2]["face_col0"] == 62
+
+
+def test_stage_rerun_is_skipped_with_the_same_numbers_and_new_landmarks_redo_it(tmp_path):
+    from tests.preprocess.faces import config, make_person
+
+    root = make_person(tmp_path / "p", [np.zeros((200, 200, 3), np.uint8)] * 2)
+    for i in range(2):
+        np.savetxt(root / "ori_imgs" / f"{i}.lms", synthetic_points(cx=100 + i, cy=80), "%f")
+    (root / "manifests" / "landmarks.json").write_text(json.dumps({"fingerprint": "l", "interpolated": []}))
+    cfg = config(tmp_path, "p")
+    first = R.regions(cfg)
+    assert not first.skipped and first.metrics["frames"] == 2 and first.metrics["eye_area.max"] > 0
+    stamp = first.output.stat().st_mtime_ns
+    again = R.regions(cfg)
+    assert again.skipped and again.metrics == first.metrics and first.output.stat().st_mtime_ns == stamp
+    (root / "manifests" / "landmarks.json").write_text(json.dumps({"fingerprint": "l2", "interpolated": [1]}))
+    redone = R.regions(cfg)
+    assert not redone.skipped
+    assert [r["interpolated"] for r in read_regions(redone.output)] == [0, 1]

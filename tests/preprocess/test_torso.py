@@ -6,6 +6,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from radnerf.preprocess import torso as T
 from radnerf.preprocess.parsing import BACKGROUND, HEAD, NECK, TORSO
@@ -106,8 +107,10 @@ def test_torso_stage_on_the_astronaut(tmp_path):
     landmarks(cfg)
     parse(cfg)
     background(cfg)
-    out = T.torso(cfg)
+    first = T.torso(cfg)
+    out = first.output
     root = tmp_path / "alice"
+    assert out == root / "torso_imgs" and not first.skipped
     rgba = cv2.imread(str(out / "0.png"), cv2.IMREAD_UNCHANGED)
     gt = cv2.imread(str(root / "gt_imgs" / "1.jpg"))
     assert rgba.shape == (512, 512, 4) and gt.shape == (512, 512, 3)
@@ -118,5 +121,49 @@ def test_torso_stage_on_the_astronaut(tmp_path):
     assert manifest["frames_without_neck_paint"] == []
     assert (root / "overlays" / "torso_0.jpg").exists()
     stamp = (out / "0.png").stat().st_mtime_ns
-    T.torso(cfg)
+    gt_stamp = (root / "gt_imgs" / "0.jpg").stat().st_mtime_ns
+    again = T.torso(cfg)
     assert (out / "0.png").stat().st_mtime_ns == stamp
+    assert (root / "gt_imgs" / "0.jpg").stat().st_mtime_ns == gt_stamp
+    assert again.skipped and not again.adopted and again.metrics == first.metrics
+
+
+def synthetic_person(root):
+    """Frames, parsing and bc.jpg of :func:`synthetic_scene` with their manifests, as the stages before torso leave them."""
+    from radnerf.media.images import write_rgb
+    from radnerf.preprocess.parsing import colourise
+    from tests.preprocess.faces import make_person
+
+    scenes = [synthetic_scene(seed) for seed in range(2)]
+    make_person(root, [image for image, _, _ in scenes])
+    (root / "parsing").mkdir()
+    for i, (_, _, labels) in enumerate(scenes):
+        write_rgb(root / "parsing" / f"{i}.png", colourise(labels))
+    write_rgb(root / "bc.jpg", scenes[0][1])
+    (root / "manifests" / "parse.json").write_text(json.dumps({"fingerprint": "p"}))
+    (root / "manifests" / "background.json").write_text(json.dumps({"fingerprint": "b"}))
+    return root
+
+
+def test_gt_imgs_radnerf_did_not_write_without_torso_imgs_are_refused_then_replaced_with_overwrite(tmp_path):
+    """One of torso's two folders present and foreign: refused (naming the frames it lacks), nothing deleted."""
+    from radnerf.errors import StageOutputExistsError
+    from radnerf.media.images import write_rgb
+    from tests.preprocess.faces import config
+
+    root = synthetic_person(tmp_path / "half")
+    (root / "gt_imgs").mkdir()
+    for i in range(2):
+        write_rgb(root / "gt_imgs" / f"{i}.jpg", np.zeros((160, 120, 3), np.uint8))
+    before = {p: p.read_bytes() for p in (root / "gt_imgs").iterdir()}
+    cfg = config(tmp_path, "half")
+    with pytest.raises(StageOutputExistsError, match=r"gt_imgs that radnerf did not write \(no torso_imgs/<i>.png for frames 0, 1 "):
+        T.torso(cfg)
+    assert {p: p.read_bytes() for p in (root / "gt_imgs").iterdir()} == before
+    assert not (root / "torso_imgs").exists() and not (root / "manifests" / "torso.json").exists()
+    cfg.overwrite = True
+    result = T.torso(cfg)
+    assert not result.skipped and not result.adopted
+    assert sorted(p.name for p in result.output.iterdir()) == ["0.png", "1.png"]
+    assert cv2.imread(str(root / "gt_imgs" / "0.jpg")).max() > 0  # ours now: the frame on its background
+    assert "imported" not in json.loads((root / "manifests" / "torso.json").read_text())
