@@ -120,6 +120,10 @@ class PersonPaths:
         """Images for a visual check of each stage."""
         return self.root / "overlays"
 
+    def overlay(self, stage: str, index: int) -> Path:
+        """``overlays/<stage>_<i>.jpg``: frame ``i`` as ``stage`` saw it."""
+        return self.overlays / f"{stage}_{index}.jpg"
+
     # -- audio ------------------------------------------------------------------
     def audio_features(self, name: str) -> Path:
         """``aud_<name>.npy``: RAD-NeRF's ``eo`` (wav2vec2 esperanto), ER-NeRF's ``hu`` (HuBERT), our ``ph``."""

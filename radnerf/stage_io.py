@@ -101,7 +101,8 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # The same suffix: writers that pick a format by it (cv2.imwrite, np.save) see the real one.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     # mkstemp makes the file 0600; the result is an ordinary file, readable as
     # the umask allows (a team's shared machine), like every other output.
     os.fchmod(fd, 0o666 & ~current_umask())
@@ -217,6 +218,13 @@ class StageWriter:
         sweep_staging(staging)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.stage}-", dir=staging))
         return self
+
+    @property
+    def staged(self) -> PersonPaths:
+        """The person's layout inside the staging folder: ``w.staged.gt_image(i)`` is where frame
+        ``i`` of the declared output ``gt_imgs`` goes (make the folder with ``w.path("gt_imgs")``)."""
+        assert self.tmp is not None, "use StageWriter as a context manager"
+        return PersonPaths(self.tmp)
 
     def path(self, name: str) -> Path:
         """Where to write output ``name`` while the stage runs.

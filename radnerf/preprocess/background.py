@@ -109,7 +109,7 @@ def background(cfg: RadNerfConfig) -> StageResult:
     n = frame_count(paths)
     stride = opts.background_stride or max(1, math.ceil(n / 60))
     plan = StagePlan(
-        STAGE, ["bc.jpg"],
+        STAGE, [paths.rel(paths.background_image)],
         settings={"stride": stride, "margin": opts.background_margin},
         upstream=lambda: {
             "ingest": common.stage_fingerprint(paths, "ingest"), "parse": common.stage_fingerprint(paths, "parse"),
@@ -130,7 +130,7 @@ def background(cfg: RadNerfConfig) -> StageResult:
                 "the background is never visible: the person covers the whole frame",
                 hint="use a video with some background around the person (a wider crop)",
             )
-        images.write_rgb(w.path("bc.jpg"), bc, quality=95)
+        images.write_rgb(w.staged.background_image, bc, quality=95)
         made.update(first=frames[0], bc=bc, seen=seen)
         log.info("background: %d frames, %.0f%% never seen", len(ids), 100 * (1 - seen.mean()))
         return {"frames_used": ids, "unseen_share": float(1 - seen.mean())}

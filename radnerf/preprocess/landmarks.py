@@ -86,14 +86,14 @@ def landmarks(cfg: RadNerfConfig) -> StageResult:
     check_backend(backend, cfg.paths.weights)
     n = frame_count(paths)
     # ori_imgs belongs to ingest: the .lms files are committed one by one beside the frames.
-    outputs = [f"ori_imgs/{i}.lms" for i in range(n)]
+    outputs = [paths.rel(paths.lms(i)) for i in range(n)]
     plan = StagePlan(
         STAGE, outputs,
         settings={"backend": backend, **{k: getattr(opts, k) for k in SETTINGS}},
         upstream=lambda: {"ingest": common.stage_fingerprint(paths, "ingest")},
         check=[outputs[0], outputs[-1]],
-        shown=["ori_imgs"],
-        listed=[f"ori_imgs/{{0..{n - 1}}}.lms"],
+        shown=[paths.rel(paths.ori_imgs)],
+        listed=[f"{paths.rel(paths.ori_imgs)}/{{0..{n - 1}}}{paths.lms(0).suffix}"],
     )
     found: dict[str, Any] = {}  # what the overlays draw
 
@@ -115,7 +115,7 @@ def landmarks(cfg: RadNerfConfig) -> StageResult:
         report = check_track(track, opts, (height, width))
         points = smooth(track.points, opts.smooth_sigma)
         for i, p in enumerate(points):
-            write_landmarks(w.path(outputs[i]), p)
+            write_landmarks(w.path(outputs[i]), p)  # path() makes ori_imgs/ inside the staging folder
         found.update(points=points, detected=track.detected)
         log.info("landmarks: %d frames, %d interpolated", n, int((~track.detected).sum()))
         return {

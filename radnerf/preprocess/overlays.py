@@ -7,8 +7,6 @@ outputs, where the orchestration logs it as an artifact.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +21,14 @@ _GROUPS = (
 )
 
 
-def overlay_path(paths: PersonPaths, stage: str, index: int) -> Path:
-    return paths.overlays / f"{stage}_{index}.jpg"
-
-
 def write_overlay(paths: PersonPaths, stage: str, index: int, rgb: np.ndarray) -> Path:
-    """Save an overlay atomically (a viewer never sees half a file)."""
+    """Save ``overlays/<stage>_<i>.jpg`` atomically (a viewer never sees half a file)."""
     from radnerf.media.images import write_rgb
+    from radnerf.stage_io import atomic_file
 
-    out = overlay_path(paths, stage, index)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".jpg", dir=out.parent)
-    os.close(fd)
-    try:
-        write_rgb(Path(tmp), rgb, quality=90)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    out = paths.overlay(stage, index)
+    with atomic_file(out) as tmp:
+        write_rgb(tmp, rgb, quality=90)
     return out
 
 

@@ -322,12 +322,11 @@ def parse(cfg: RadNerfConfig) -> StageResult:
             inputs["landmarks"] = common.stage_fingerprint(paths, "landmarks")
         return inputs
 
-    plan = StagePlan(STAGE, ["parsing"], settings={"backend": backend}, upstream=upstream)
+    plan = StagePlan(STAGE, [paths.rel(paths.parsing)], settings={"backend": backend}, upstream=upstream)
 
     def work(w: StageWriter) -> dict:
         points = load_landmarks(paths, n) if backend == "offline" else None
-        out = w.path("parsing")
-        out.mkdir()
+        w.staged.parsing.mkdir()
         device = "cpu"
         workers = common.worker_count(opts.workers)
         if backend == "bisenet":
@@ -337,7 +336,7 @@ def parse(cfg: RadNerfConfig) -> StageResult:
             # BiSeNet runs on torch, which already uses every core (or the GPU): one process.
             workers = 1
         shares = common.map_chunks(
-            _parse_chunk, n, workers, backend, device, cfg.paths.weights, str(paths.root), str(out), points,
+            _parse_chunk, n, workers, backend, device, cfg.paths.weights, str(paths.root), str(w.staged.root), points,
             stage=STAGE,
         )
         share = np.concatenate(shares)  # [N, 4] share of pixels per label
@@ -363,15 +362,15 @@ def parse(cfg: RadNerfConfig) -> StageResult:
 
 
 def _parse_chunk(
-    frames: range, backend: str, device: str, weights_dir: str | None, root: str, out_dir: str,
+    frames: range, backend: str, device: str, weights_dir: str | None, root: str, staged: str,
     points: np.ndarray | None,
 ) -> np.ndarray:
     parser = make_backend(backend, device=device, weights_dir=weights_dir)
-    paths = PersonPaths(Path(root))
+    paths, out = PersonPaths(Path(root)), PersonPaths(Path(staged))
     shares = np.zeros((len(frames), 4))
     for k, i in enumerate(frames):
         labels = parser.parse(images.read_rgb(paths.frame(i)), None if points is None else points[i])
         shares[k] = np.bincount(labels.ravel(), minlength=4)[:4] / labels.size
         # Indexed PNG: readers (cv2.imread in RAD-NeRF) see the RGB colours.
-        (Path(out_dir) / f"{i}.png").write_bytes(images.png_bytes(labels, palette=COLOURS))
+        out.parsing_image(i).write_bytes(images.png_bytes(labels, palette=COLOURS))
     return shares

@@ -90,7 +90,7 @@ def regions(cfg: RadNerfConfig) -> StageResult:
     paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
     n = frame_count(paths)
     plan = StagePlan(
-        STAGE, ["regions.csv"],
+        STAGE, [paths.rel(paths.regions)],
         settings={"columns": list(COLUMNS)},
         upstream=lambda: {"landmarks": common.stage_fingerprint(paths, "landmarks")},
     )
@@ -98,7 +98,7 @@ def regions(cfg: RadNerfConfig) -> StageResult:
     def work(w: StageWriter) -> dict:
         width, height = frame_size(paths)
         rows = region_table(load_landmarks(paths, n), height, width, set(interpolated_frames(paths)))
-        write_regions(w.path("regions.csv"), rows)
+        write_regions(w.staged.regions, rows)
         eyes = np.array([r["eye_area"] for r in rows])
         if eyes.max() > 1.0:
             log.warning("regions: eye area up to %.2f%% of the image; RAD-NeRF expects 0-0.5%%", eyes.max())

@@ -136,18 +136,17 @@ def torso(cfg: RadNerfConfig) -> StageResult:
     opts = cfg.preprocess
     n = frame_count(paths)
     plan = StagePlan(
-        STAGE, ["gt_imgs", "torso_imgs"],
+        STAGE, [paths.rel(paths.gt_imgs), paths.rel(paths.torso_imgs)],
         settings={"neck": NECK_LENGTH, "push_down": NECK_PUSH_DOWN, "torso": TORSO_LENGTH, "darken": DARKEN},
         upstream=lambda: {name: common.stage_fingerprint(paths, name) for name in ("ingest", "parse", "background")},
-        shown=["torso_imgs", "gt_imgs"],
+        shown=[paths.rel(paths.torso_imgs), paths.rel(paths.gt_imgs)],
     )
 
     def work(w: StageWriter) -> dict:
         for o in plan.outputs:
             w.path(o).mkdir()
         painted = common.map_chunks(
-            _torso_chunk, n, common.worker_count(opts.workers), str(paths.root), str(w.path("gt_imgs")),
-            str(w.path("torso_imgs")), stage=STAGE,
+            _torso_chunk, n, common.worker_count(opts.workers), str(paths.root), str(w.staged.root), stage=STAGE,
         )
         painted = np.concatenate(painted)
         log.info("torso: %d frames", n)
@@ -171,9 +170,10 @@ def torso(cfg: RadNerfConfig) -> StageResult:
     )
 
 
-def _torso_chunk(frames: range, root: str, gt_dir: str, torso_dir: str) -> np.ndarray:
-    """Process ``frames``; returns ``[len(frames)]`` count of neck-painted pixels per frame."""
-    paths = PersonPaths(Path(root))
+def _torso_chunk(frames: range, root: str, staged: str) -> np.ndarray:
+    """Process ``frames`` into the staging folder ``staged``; returns ``[len(frames)]`` count of
+    neck-painted pixels per frame."""
+    paths, out = PersonPaths(Path(root)), PersonPaths(Path(staged))
     bg = images.read_rgb(paths.background_image)
     painted = np.zeros(len(frames), np.int64)
     for k, i in enumerate(frames):
@@ -182,6 +182,6 @@ def _torso_chunk(frames: range, root: str, gt_dir: str, torso_dir: str) -> np.nd
         gt = composite_gt(image, bg, labels)
         rgba = torso_image(gt, bg, labels)
         painted[k] = int(((rgba[..., 3] > 0) & (labels == HEAD)).sum())
-        images.write_rgb(Path(gt_dir) / f"{i}.jpg", gt, quality=95)
-        images.write_rgb(Path(torso_dir) / f"{i}.png", rgba)
+        images.write_rgb(out.gt_image(i), gt, quality=95)
+        images.write_rgb(out.torso_image(i), rgba)
     return painted
