@@ -27,6 +27,25 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def read_rgba(path: Path) -> np.ndarray:
+    """``[H, W, 4]`` uint8 RGBA of a PNG with alpha (RAD-NeRF's torso images).
+
+    Raises:
+        InputError: the file is missing, not an image, or has no 8-bit alpha channel.
+    """
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise _unreadable(path)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 4:
+        raise InputError(
+            f"{path} is not 8-bit RGBA (shape {img.shape}, {img.dtype})",
+            hint="re-run the stage that wrote it (`radnerf torso` for torso images), or add overwrite=true",
+        )
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA)
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image file, from its header (no decoding)."""
     from PIL import Image

@@ -153,13 +153,12 @@ def torso(cfg: RadNerfConfig) -> StageResult:
         return {"frames": n, "frames_without_neck_paint": [int(i) for i in np.flatnonzero(painted == 0)]}
 
     def overlays() -> None:
-        import cv2
 
         from radnerf.preprocess.overlays import side_by_side, write_overlay
 
         for i in common.overlay_indices(n, opts.overlay_frames):
             gt = images.read_rgb(paths.gt_image(i))
-            rgba = cv2.cvtColor(cv2.imread(str(paths.torso_image(i)), cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
+            rgba = images.read_rgba(paths.torso_image(i))
             write_overlay(paths, STAGE, i, side_by_side(gt, rgba))
 
     return run_stage(
