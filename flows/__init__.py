@@ -2,7 +2,10 @@
 
 Defaults for a fresh machine, set before Prefect is imported: no server
 (Prefect starts a temporary local one for the run), analytics off. A team
-sets ``PREFECT_API_URL`` to its server and nothing here changes.
+sets ``PREFECT_API_URL`` to its server and nothing here changes. The
+repository's ``prefect.toml`` turns analytics off for every ``prefect``
+command run from the checkout (``prefect server start``, a worker); these
+defaults cover ``radnerf demo`` run from any folder.
 """
 
 import os

@@ -38,4 +38,4 @@ def demo(overrides: list[str]) -> PersonRun:  # noqa: F821
             make_sample(tmp, cfg.demo)
             tmp.replace(sample)
         video = str(sample)
-    return PersonRun(**person(person=name, video=video, preset=None, overrides=list(overrides)))
+    return PersonRun.from_dict(person(person=name, video=video, preset=None, overrides=list(overrides)))

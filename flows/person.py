@@ -3,27 +3,82 @@
 Parameters are plain values (person, video, preset, Hydra overrides), so a
 deployment run from the UI or ``prefect deployment run`` needs nothing else.
 Each task calls one stage function from the library; the stages that exist
-today run and the summary names the ones still to come.
+today run and the summary names the ones still to come. radnerf's own log
+lines (per-stage messages, warnings, the summary) and the progress of long
+stages appear in the flow run in the UI, not only in the worker's terminal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import re
 import threading
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from prefect import flow, task
+from prefect.exceptions import MissingContextError
+from prefect.logging.handlers import APILogHandler
 from prefect.states import Completed
 
 import flows  # noqa: F401  (the package sets Prefect defaults; imported as flows.person it ran first)
 from radnerf import pipeline
 from radnerf.config import RadNerfConfig, config_from_dict, load_config, to_container
 from radnerf.errors import RadNerfError
-from radnerf.experiments.tracking import pipeline_run
+from radnerf.experiments.runs import pipeline_run
 from radnerf.paths import PersonPaths
+from radnerf.stage_io import StageResult, progress_to
 
 log = logging.getLogger("flows.person")
+
+RUN_LOGGERS = ("radnerf", "flows")
+"""Loggers whose lines go to the flow run's logs (children included: ``radnerf.preprocess.tracking``)."""
+
+
+class RunLogHandler(APILogHandler):
+    """Prefect's API log handler, quiet outside a flow or task run.
+
+    radnerf's loggers serve the CLI and plain Python too: a line logged outside
+    a run (the demo building its sample clip) has no run to go to and stays in
+    the terminal, where Prefect's own handler would add a warning for each one.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from prefect.context import get_run_context
+
+        try:
+            get_run_context()
+        except MissingContextError:
+            return
+        super().emit(record)
+
+
+def send_logs_to_runs() -> None:
+    """Make the :data:`RUN_LOGGERS` part of the flow run's logs in the Prefect UI.
+
+    Prefect's own switch, ``PREFECT_LOGGING_EXTRA_LOGGERS``, is read once when
+    ``prefect`` is imported, and a deployment run's process imports prefect
+    (from a temporary folder, before the deployment's pull step moves to the
+    checkout) before it loads this module: the setting would have to be in
+    every worker's environment. Attaching the handler here works wherever the
+    flow runs. INFO is the CLI's level; a worker leaves loggers at WARNING,
+    which would drop every per-stage line.
+    """
+    for name in RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+        # Someone who lists radnerf in PREFECT_LOGGING_EXTRA_LOGGERS has Prefect's handler on it already.
+        if not any(isinstance(h, APILogHandler) for h in logger.handlers):
+            logger.addHandler(RunLogHandler())
+
+
+send_logs_to_runs()
 
 # Hydra's composition state is process-global; flows may run in threads.
 _compose_lock = threading.Lock()
@@ -43,6 +98,58 @@ def compose(person: str, video: str | None, audio: str | None, preset: str | Non
         return load_config([*overrides, *extra])
 
 
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits and dashes) from ``parts``."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(["radnerf", *parts]).lower()).strip("-")
+
+
+class PrefectProgress:
+    """Where a long stage's :func:`~radnerf.stage_io.report_progress` goes inside a Prefect task:
+    a progress artifact (a bar in the UI) and a log line in the run's logs.
+
+    Both are throttled, since training reports every step: the artifact at most
+    every ``artifact_every`` seconds, the log line every ``log_every`` seconds,
+    and both at the last step.
+    """
+
+    def __init__(self, key: str, artifact_every: float = 2.0, log_every: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.key = key
+        self.artifact_every = artifact_every
+        self.log_every = log_every
+        self.clock = clock
+        self.artifact_id: Any = None
+        self._shown_at = -math.inf
+        self._logged_at = -math.inf
+        self._broken = False
+
+    def __call__(self, stage: str, done: int, total: int, message: str = "") -> None:
+        now = self.clock()
+        last = total > 0 and done >= total
+        percent = 100.0 * min(max(done / total, 0.0), 1.0) if total > 0 else 0.0
+        text = f"{stage}: {done}/{total}" + (f", {message}" if message else "")
+        if last or now - self._shown_at >= self.artifact_every:
+            self._shown_at = now
+            self._show(percent, text)
+        if last or now - self._logged_at >= self.log_every:
+            self._logged_at = now
+            log.info("%s (%.0f %%)", text, percent)
+
+    def _show(self, percent: float, text: str) -> None:
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+        if self._broken:
+            return
+        try:
+            if self.artifact_id is None:
+                self.artifact_id = create_progress_artifact(progress=percent, key=self.key, description=text)
+            else:
+                update_progress_artifact(self.artifact_id, progress=percent, description=text)
+        except Exception as e:  # a progress bar that cannot reach the API must not stop hours of training
+            self._broken = True
+            log.warning("progress of %s is not shown in the UI (%s); the stage goes on", self.key, e)
+
+
 def transient_io_error(task, task_run, state) -> bool:
     """Retry a stage only after an I/O hiccup (a busy disk, a network mount), never after a
     :class:`RadNerfError`: bad input or a missing weight file fails the same way every time."""
@@ -59,17 +166,38 @@ def transient_io_error(task, task_run, state) -> bool:
 
 @task(name="stage", task_run_name="{name}", retries=2, retry_delay_seconds=5,
       retry_condition_fn=transient_io_error)
-def run_stage(name: str, config: dict):
+def run_stage(name: str, config: dict) -> StageResult:
     """Run one pipeline stage on the config (a plain dict, as Prefect parameters are).
 
     A stage whose inputs and settings are unchanged keeps its outputs (the
-    stage function compares content fingerprints in its manifest); the task
-    then ends in a state named ``Cached``, so the UI shows what was skipped.
+    stage function compares content fingerprints in its manifest), and one
+    given a dataset radnerf did not write uses it as it is; the task then ends
+    in a state named ``Cached``, so the UI shows what was skipped. The result
+    stays a :class:`StageResult` (Prefect pickles results when it stores them).
     """
-    report = asdict(pipeline.run_stage(pipeline.BY_NAME[name], config_from_dict(config)))
-    if report["skipped"]:
-        return Completed(name="Cached", message="inputs and settings unchanged: outputs kept", data=report)
-    return report
+    cfg = config_from_dict(config)
+    with progress_to(PrefectProgress(artifact_key(cfg.person or "", name, "progress"))):
+        result = pipeline.run_stage(pipeline.BY_NAME[name], cfg)
+    if result.adopted:
+        return Completed(name="Cached", message="outputs not written by radnerf: used as they are", data=result)
+    if result.skipped:
+        return Completed(name="Cached", message="inputs and settings unchanged: outputs kept", data=result)
+    return result
+
+
+def stage_record(result: StageResult) -> dict:
+    """A :class:`StageResult` as plain JSON values (paths as strings), with its state."""
+    record = dataclasses.asdict(result)
+    record.update(root=str(result.root), outputs=[str(p) for p in result.outputs], state=result.state)
+    return record
+
+
+def stage_result(record: dict) -> StageResult:
+    """The :class:`StageResult` back from :func:`stage_record`."""
+    names = {f.name for f in dataclasses.fields(StageResult)}
+    values = {k: v for k, v in record.items() if k in names}
+    values.update(root=Path(record["root"]), outputs=tuple(Path(p) for p in record["outputs"]))
+    return StageResult(**values)
 
 
 @dataclass
@@ -77,29 +205,38 @@ class PersonRun:
     """What a person flow did."""
 
     person: str
-    stages: dict[str, dict] = field(default_factory=dict)
+    stages: dict[str, StageResult] = field(default_factory=dict)
     not_built: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"person {self.person}:"]
-        lines += [pipeline.report_line(rep) for rep in self.stages.values()]
+        lines += [pipeline.report_line(name, result) for name, result in self.stages.items()]
         if self.not_built:
             lines.append(f"  not built yet: {', '.join(self.not_built)}")
         return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Plain JSON values: what the flow returns (a deployment run's result may be stored as JSON)."""
+        return {"person": self.person, "stages": {n: stage_record(r) for n, r in self.stages.items()},
+                "not_built": list(self.not_built)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PersonRun:
+        return cls(data["person"], {n: stage_result(r) for n, r in data["stages"].items()}, list(data["not_built"]))
 
 
 def run_pipeline(cfg: RadNerfConfig) -> PersonRun:
     """Run every built stage for ``cfg.person`` in order, each as a task, recorded in MLflow."""
     config = to_container(cfg)
+    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
     run = PersonRun(person=cfg.person or "?", not_built=list(pipeline.PLANNED))
     with pipeline_run(cfg, name=f"person/{cfg.person}") as mlrun:
         for name in pipeline.stages_to_run(cfg):
-            report = run_stage(name, config, return_state=True).result()
-            run.stages[name] = report
+            result = run_stage(name, config, return_state=True).result()
+            run.stages[name] = result
             if mlrun is not None:
-                manifest = pipeline.BY_NAME[name].manifest(cfg)
-                overlays = sorted(PersonPaths.for_person(cfg.paths.artifacts, cfg.person).overlays.glob(f"{name}_*.jpg"))
-                mlrun.log_stage(name, report["metrics"], report["seconds"], artifacts=[manifest, *overlays])
+                overlays = sorted(paths.overlays.glob(f"{result.stage}_*.jpg"))
+                mlrun.log_stage(name, result, artifacts=[result.manifest, *overlays])
     publish_summary(cfg, run)
     log.info("%s", run.summary())
     return run
@@ -109,11 +246,11 @@ def publish_summary(cfg: RadNerfConfig, run: PersonRun) -> None:
     """Prefect artifacts of the run: a table per stage and links to its overlay images."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-    key = re.sub(r"[^a-z0-9-]+", "-", f"radnerf-{run.person}".lower()).strip("-")
+    key = artifact_key(run.person)
     rows = []
-    for name, rep in run.stages.items():
-        row = {"stage": name, "state": pipeline.state_text(rep["skipped"]), "seconds": round(rep["seconds"], 2)}
-        row.update({k: round(v, 4) for k, v in rep["metrics"].items() if k in SUMMARY_METRICS})
+    for name, result in run.stages.items():
+        row = {"stage": name, "state": result.state, "seconds": round(result.seconds, 2)}
+        row.update({k: round(v, 4) for k, v in result.metrics.items() if k in SUMMARY_METRICS})
         rows.append(row)
     rows += [{"stage": name, "state": "not built yet"} for name in run.not_built]
     create_table_artifact(key=key, table=rows, description=f"radnerf pipeline of {run.person}")
@@ -144,6 +281,9 @@ def person(person: str, video: str | None = None, audio: str | None = None,
         audio: separate audio file for a video without sound.
         preset: config preset (cpu_tiny, paper), None for the defaults.
         overrides: further Hydra overrides, e.g. ["ingest.size=512"].
+
+    Returns:
+        :meth:`PersonRun.to_dict`: ``{"person", "stages": {name: stage record}, "not_built"}``.
     """
     cfg = compose(person, video, audio, preset, list(overrides or []))
-    return asdict(run_pipeline(cfg))
+    return run_pipeline(cfg).to_dict()

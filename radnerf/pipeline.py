@@ -121,9 +121,9 @@ def run_stage(stage: Stage, cfg: RadNerfConfig) -> StageResult:
     return stage.function()(cfg)
 
 
-def report_line(result: StageResult) -> str:
-    """One summary line of a stage's result."""
-    return f"  {result.stage:<11} {result.state:<10} {result.seconds:6.1f} s  {result.output}"
+def report_line(name: str, result: StageResult) -> str:
+    """One summary line of the result of stage ``name`` (the command, ``audio``, not its manifest, ``audio_ph``)."""
+    return f"  {name:<11} {result.state:<10} {result.seconds:6.1f} s  {result.output}"
 
 
 def stages_to_run(cfg: RadNerfConfig) -> list[str]:
@@ -133,10 +133,11 @@ def stages_to_run(cfg: RadNerfConfig) -> list[str]:
 
 @dataclass
 class PreprocessResult:
-    results: list[StageResult]
+    results: dict[str, StageResult]
+    """``{stage name: its result}`` in the order they ran."""
 
     def summary(self) -> str:
-        return "\n".join(report_line(r) for r in self.results)
+        return "\n".join(report_line(name, r) for name, r in self.results.items())
 
 
 def preprocess(cfg: RadNerfConfig) -> PreprocessResult:
@@ -144,7 +145,7 @@ def preprocess(cfg: RadNerfConfig) -> PreprocessResult:
 
     With ``video=PATH`` it starts from ingestion; without, from the frames already ingested.
     """
-    return PreprocessResult([run_stage(BY_NAME[n], cfg) for n in stages_to_run(cfg)])
+    return PreprocessResult({n: run_stage(BY_NAME[n], cfg) for n in stages_to_run(cfg)})
 
 
 def dvc_yaml(cfg: RadNerfConfig, choices: dict[str, str]) -> str:

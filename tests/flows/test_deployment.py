@@ -17,14 +17,6 @@ import pytest
 from tests.conftest import REPO
 
 
-@pytest.fixture(scope="module")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
 def test_person_flow_runs_every_built_stage_then_skips_them(prefect_harness, talking_clip, tmp_path):
     from flows.person import person
     from radnerf.pipeline import PLANNED, PREPROCESS
@@ -70,6 +62,19 @@ def _prefect(*args: str, env: dict, cwd: Path = REPO, timeout: float = 180) -> s
     return out
 
 
+def _run_log_messages(api: str, run_id: str, expect: str, timeout: float = 30) -> list[str]:
+    """Messages of a flow run's logs as the UI reads them, once one starting with ``expect`` arrived."""
+    query = json.dumps({"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC"}).encode()
+    deadline = time.time() + timeout
+    while True:
+        request = urllib.request.Request(f"{api}/logs/filter", data=query, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            messages = [entry["message"] for entry in json.load(r)]
+        if any(m.startswith(expect) for m in messages) or time.time() > deadline:
+            return messages
+        time.sleep(1)
+
+
 @pytest.mark.slow
 def test_deployment_run_on_local_server_and_worker(tmp_path, talking_clip):
     port = _free_port()
@@ -111,6 +116,10 @@ def test_deployment_run_on_local_server_and_worker(tmp_path, talking_clip):
                 break
             time.sleep(2)
         assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
+        # radnerf's own lines are in the flow run's logs (the UI), not only in the worker's terminal.
+        messages = _run_log_messages(api, run_id, expect="person deployed:")
+        assert any(m.startswith("person deployed:") for m in messages), messages[-20:]
+        assert any(re.match(r"ingest: done in [0-9.]+ s -> ", m) for m in messages), messages[-20:]
         person = tmp_path / "artifacts/deployed"
         assert json.loads((person / "manifests/ingest.json").read_text())["frames"] > 25
         assert (person / "transforms_train.json").exists() and (person / "aud_ph.npy").exists()

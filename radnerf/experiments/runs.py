@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 from radnerf.config import RadNerfConfig, flatten, to_container
+from radnerf.stage_io import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,17 @@ def default_artifact_location(uri: str) -> Optional[str]:
     return (db.parent / "mlruns").as_uri()
 
 
+STATE_TAG = "radnerf.state"
+"""Tag of a stage's nested run: 'done', 'up to date' or 'adopted' (:attr:`StageResult.state`)."""
+ALL_UP_TO_DATE_TAG = "radnerf.all_up_to_date"
+"""Tag of a finished parent run: 'true' when no stage computed anything (a repeated demo)."""
+
+
+def ms(unix_seconds: float) -> int:
+    """MLflow's timestamps: integer milliseconds since the epoch."""
+    return int(round(unix_seconds * 1000))
+
+
 class PipelineRun:
     """A parent MLflow run; :meth:`log_stage` adds a nested run per finished stage."""
 
@@ -46,27 +58,35 @@ class PipelineRun:
         self.client = client
         self.run_id = run_id
         self.experiment_id = experiment_id
+        self.results: list[StageResult] = []
 
-    def log_stage(self, stage: str, metrics: dict[str, float], seconds: float,
-                  artifacts: Optional[list[Path]] = None) -> None:
-        """A nested run named ``stage`` with its metrics and artifacts (manifest, overlays)."""
-        import time
+    def log_stage(self, name: str, result: StageResult, artifacts: Sequence[Path] = ()) -> None:
+        """A nested run named ``name`` spanning the stage's real start and end, with its metrics,
+        its state as the ``radnerf.state`` tag, and ``artifacts`` (manifest, overlays) that exist.
 
+        The run is recorded after the stage returned (MLflow records, it never decides), so its
+        times come from ``result`` rather than the clock.
+        """
         from mlflow.entities import Metric
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
-        child = self.client.create_run(
-            self.experiment_id, tags={MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: stage}
-        )
-        now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, 0) for k, v in {**metrics, "seconds": seconds}.items()]
+        tags = {MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: name, STATE_TAG: result.state}
+        child = self.client.create_run(self.experiment_id, start_time=ms(result.started), tags=tags)
+        at = ms(result.ended)
+        batch = [Metric(k, float(v), at, 0) for k, v in {**result.metrics, "seconds": result.seconds}.items()]
         for i in range(0, len(batch), 500):
             self.client.log_batch(child.info.run_id, metrics=batch[i : i + 500])
-        for path in artifacts or []:
+        for path in artifacts:
             if Path(path).is_file():
                 self.client.log_artifact(child.info.run_id, str(path))
-        self.client.set_terminated(child.info.run_id)
-        self.client.log_metric(self.run_id, f"{stage}.seconds", seconds)
+        self.client.set_terminated(child.info.run_id, status="FINISHED", end_time=at)
+        self.client.log_metric(self.run_id, f"{name}.seconds", result.seconds, timestamp=at)
+        self.results.append(result)
+
+    @property
+    def all_up_to_date(self) -> bool:
+        """True when stages were logged and none of them computed anything."""
+        return bool(self.results) and all(r.skipped for r in self.results)
 
 
 @contextlib.contextmanager
@@ -74,7 +94,8 @@ def pipeline_run(cfg: RadNerfConfig, name: str) -> Iterator[Optional[PipelineRun
     """Open a parent run named ``name`` with the flattened config as params.
 
     Yields None when ``mlflow.enabled`` is false. The run ends FAILED if the
-    body raises, so failed attempts stay visible in the UI.
+    body raises, so failed attempts stay visible in the UI; a finished run is
+    tagged ``radnerf.all_up_to_date`` ('true' when no stage computed anything).
     """
     if not cfg.mlflow.enabled:
         yield None
@@ -100,9 +121,15 @@ def pipeline_run(cfg: RadNerfConfig, name: str) -> Iterator[Optional[PipelineRun
     for i in range(0, len(batch), 100):
         client.log_batch(run.info.run_id, params=batch[i : i + 100])
     status = "FAILED"
+    pipeline = None
     try:
-        yield PipelineRun(client, run.info.run_id, experiment_id)
+        pipeline = PipelineRun(client, run.info.run_id, experiment_id)
+        yield pipeline
+        # A repeated run finds everything up to date: it still records a run tree (the
+        # config and the metrics as they are), marked so a search can leave it out.
+        client.set_tag(run.info.run_id, ALL_UP_TO_DATE_TAG, str(pipeline.all_up_to_date).lower())
         status = "FINISHED"
     finally:
         client.set_terminated(run.info.run_id, status=status)
-        log.info("MLflow run %s (%s) in %s", run.info.run_id[:8], status.lower(), uri)
+        nothing_ran = ", every stage up to date" if status == "FINISHED" and pipeline.all_up_to_date else ""
+        log.info("MLflow run %s (%s%s) in %s", run.info.run_id[:8], status.lower(), nothing_ran, uri)
