@@ -43,7 +43,8 @@ def main() -> None:
 
         threadpool_limits(args.threads)
 
-    from radnerf.preprocess.tracking import TrackConfig, track_landmarks
+    from radnerf.config import TrackConfig
+    from radnerf.preprocess.tracking import track_landmarks
     from radnerf.preprocess.tracking_synth import make_clip
 
     rows = []

@@ -4,7 +4,8 @@ Public API (heavy dependencies load only when a backend is built)::
 
     extract_features(audio_or_path, cfg) -> [num_frames, 16, C]
     FeatureStream(cfg).push(chunk) / .finish(); stream_features(chunks, cfg)
-    extract_person_features(root_cfg) -> <artifacts>/<person>/aud_<name>.npy
+    extract_person_features(root_cfg) -> StageResult (output: <artifacts>/<person>/aud_<name>.npy)
+    speech_share(audio, sample_rate) -> share of the audio that is speech (silero-vad)
 """
 
 from radnerf.audio.backends import BACKENDS, FeatureBackend, feature_name, make_backend
@@ -12,6 +13,7 @@ from radnerf.audio.config import AudioFeaturesConfig
 from radnerf.audio.extract import extract_features, load_input
 from radnerf.audio.stage import extract_person_features, feature_path
 from radnerf.audio.stream import FeatureStream, stream_features
+from radnerf.audio.vad import speech_share
 
 __all__ = [
     "BACKENDS",
@@ -24,5 +26,6 @@ __all__ = [
     "feature_path",
     "load_input",
     "make_backend",
+    "speech_share",
     "stream_features",
 ]

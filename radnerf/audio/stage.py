@@ -4,34 +4,30 @@ Skips when the output exists and its manifest records the same ``aud.wav``
 hash, feature settings and code (radnerf's version, :data:`ALGORITHM_VERSION`
 and the versions of the libraries that compute the backend's numbers). Each
 feature file has its own manifest (``manifests/audio_<name>.json``), so
-extracting another backend does not invalidate the first.
+extracting another backend does not invalidate the first. A feature file
+radnerf did not write (a RAD-NeRF dataset's ``aud_eo.npy``) is used as it is
+when its shape fits the person's frames and the backend, and refused otherwise.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from radnerf import __version__
 from radnerf.audio.backends import backend_libraries, feature_name, make_backend, manifest_stage
 from radnerf.audio.config import AudioFeaturesConfig
 from radnerf.audio.extract import load_input, write_features
 from radnerf.audio.windows import SAMPLE_RATE, num_frames_for
-from radnerf.config import to_container
-from radnerf.errors import InputError, StageOutputExistsError
+from radnerf.config import RadNerfConfig, to_container
+from radnerf.errors import InputError
+from radnerf.formats.manifests import read_manifest
 from radnerf.paths import PersonPaths
-from radnerf.stage_io import (
-    StageWriter,
-    fingerprint,
-    foreign_outputs,
-    library_versions,
-    person_lock,
-    read_manifest,
-    sha256_file,
-    up_to_date,
-)
+from radnerf.stage_io import StagePlan, StageResult, StageWriter, library_versions, run_stage, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -57,59 +53,78 @@ def feature_path(cfg: Any) -> Path:
     return PersonPaths.for_person(cfg.paths.artifacts, cfg.person).audio_features(feature_name(cfg.audio_features))
 
 
-def extract_person_features(cfg: Any) -> Path:
-    """Stage function: write the person's per-frame audio windows; returns the ``.npy`` path.
+def _frames(paths: PersonPaths, fps: int, audio_samples: Callable[[], int]) -> int:
+    """The person's frame count: ingest's, else as many as ``aud.wav`` lasts (``audio_samples()`` long)."""
+    ingest = read_manifest(paths.manifest("ingest")) or {}
+    return int(ingest.get("frames") or num_frames_for(audio_samples(), fps))
 
-    Reads ``cfg.person``, ``cfg.paths.artifacts``, ``cfg.paths.weights`` and
-    ``cfg.overwrite`` (both optional) and ``cfg.audio_features`` of the root config.
+
+def _accept_foreign(cfg: RadNerfConfig, paths: PersonPaths, out_name: str):
+    """The stage's ``accept_foreign``: a feature file of another tool is used when its shape is
+    ``[frames, window, the backend's feature dim]``; otherwise the shape that does not fit is the reason."""
+    fc = cfg.audio_features
+
+    def accept(missing: list[str]) -> str | None:
+        path = paths.root / out_name
+        try:
+            shape = tuple(np.load(path, mmap_mode="r").shape)
+        except (OSError, ValueError) as e:
+            return f"not a .npy array: {e}"
+        from radnerf.media import read_wav
+
+        frames = _frames(paths, fc.fps, lambda: len(read_wav(paths.audio_wav)[0]))
+        if len(shape) != 3 or shape[:2] != (frames, fc.window):
+            return f"shape {list(shape)} does not fit [{frames}, {fc.window}, C] ({frames} frames, audio_features.window={fc.window})"
+        dim = make_backend(fc, cfg.paths.weights).dim
+        if shape[2] != dim:
+            return f"shape {list(shape)} does not fit [{frames}, {fc.window}, {dim}] (the {fc.backend} backend's {dim} features)"
+        return None
+
+    return accept
+
+
+def extract_person_features(cfg: RadNerfConfig) -> StageResult:
+    """Stage function: write the person's per-frame audio windows ``aud_<name>.npy``.
+
+    Reads ``cfg.person``, ``cfg.paths.artifacts``, ``cfg.paths.weights``,
+    ``cfg.overwrite`` and ``cfg.audio_features`` of the root config.
+
+    Returns:
+        The stage's result; its ``output`` is the ``.npy`` file.
 
     Raises:
         InputError: the person has no ``aud.wav`` (ingest has not run).
-        StageOutputExistsError: the feature file exists and radnerf did not write it.
+        StageOutputExistsError: the feature file exists, radnerf did not write it and its shape does not fit.
     """
     fc = cfg.audio_features
-    name = feature_name(fc)
     paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
-    out_name = paths.audio_features(name).name
-    stage = manifest_stage(fc)
+    out_name = paths.audio_features(feature_name(fc)).name
     wav = paths.audio_wav
     if not wav.is_file():
         raise InputError(f"{wav} does not exist", hint=f"run `radnerf ingest person={cfg.person}` first")
-    settings = feature_settings(fc)
-    audio_sha = sha256_file(wav)
     libraries = library_versions(*backend_libraries(fc))
-    fp = fingerprint(stage, {"aud.wav": audio_sha}, settings, ALGORITHM_VERSION, libraries)
-    with person_lock(paths.root):
-        if up_to_date(paths.root, stage, fp, [out_name]):
-            log.info("audio: %s is up to date, nothing to do", paths.root / out_name)
-            return paths.root / out_name
-        foreign = foreign_outputs(paths.root, stage, [out_name])
-        if foreign and not getattr(cfg, "overwrite", False):
-            raise StageOutputExistsError(
-                f"{paths.root / out_name} exists and radnerf did not write it",
-                hint="use it as it is, or add overwrite=true to recompute it",
-            )
-        started = time.time()
+    plan = StagePlan(
+        manifest_stage(fc), [out_name],
+        settings=feature_settings(fc),
+        upstream=lambda: {"aud.wav": sha256_file(wav)},
+        algorithm=ALGORITHM_VERSION,
+        libraries=libraries,
+    )
+
+    def work(w: StageWriter) -> dict:
         audio = load_input(wav, window=fc.window)
-        ingest = read_manifest(paths.manifest("ingest")) or {}
-        frames = int(ingest.get("frames") or num_frames_for(len(audio), fc.fps))
+        frames = _frames(paths, fc.fps, lambda: len(audio))
         if abs(frames - len(audio) / (SAMPLE_RATE / fc.fps)) > 1:
             log.warning("audio: aud.wav lasts %.2f s but the video has %d frames; padding/cutting to the frames",
                         len(audio) / SAMPLE_RATE, frames)
-        backend = make_backend(fc, getattr(cfg.paths, "weights", None))
-        with StageWriter(paths.root, stage, [out_name]) as w:
-            shape = write_features(w.path(out_name), audio, fc, frames, backend)
-            w.manifest.update(
-                {
-                    "person": cfg.person,
-                    "fingerprint": fp,
-                    "inputs": {"aud.wav": {"sha256": audio_sha, "samples": len(audio)}},
-                    "settings": settings,
-                    "shape": list(shape),
-                    "feature_rate": 50,
-                    "tools": {"radnerf": __version__, **libraries},
-                    "seconds": round(time.time() - started, 3),
-                }
-            )
-        log.info("audio: %s %s in %.1f s", out_name, shape, time.time() - started)
-        return paths.root / out_name
+        backend = make_backend(fc, cfg.paths.weights)
+        shape = write_features(w.path(out_name), audio, fc, frames, backend)
+        log.info("audio: %s %s", out_name, shape)
+        return {
+            "person": cfg.person,
+            "shape": list(shape),
+            "feature_rate": 50,
+            "tools": {"radnerf": __version__, **libraries},
+        }
+
+    return run_stage(paths, plan, work, overwrite=cfg.overwrite, accept_foreign=_accept_foreign(cfg, paths, out_name))

@@ -4,7 +4,10 @@ Outputs under ``<artifacts>/<person>/`` (RAD-NeRF names)::
 
     ori_imgs/<i>.jpg         i = 0 .. N-1, frame i shows the source at t0 + i / fps
     aud.wav                  16 kHz mono PCM, sample j at t0 + j / 16000, N / fps seconds long
-    manifests/ingest.json    source hash, sizes, counts, durations, tool versions
+    manifests/ingest.json    source hash, sizes, counts, durations, speech share, tool versions
+
+A clip whose audio is mostly not speech (silero-vad: music, noise, silence) is
+refused below ``ingest.min_speech_share``: the head learns the mouth from it.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import logging
 import math
 import platform
 import re
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
+
+import numpy as np
 
 from radnerf import __version__
 from radnerf.config import IngestConfig, RadNerfConfig
@@ -32,41 +36,12 @@ from radnerf.media import (
 from radnerf.media.images import image_size
 from radnerf.media.probe import MediaInfo
 from radnerf.paths import PersonPaths, validate_person
-from radnerf.stage_io import (
-    StageWriter,
-    foreign_outputs,
-    person_lock,
-    read_manifest,
-    sha256_file,
-    sha256_json,
-    up_to_date,
-)
+from radnerf.stage_io import StagePlan, StageResult, StageWriter, run_stage, sha256_file
 
 log = logging.getLogger(__name__)
 
 STAGE = "ingest"
 OUTPUTS = ("ori_imgs", "aud.wav")
-
-
-@dataclass(frozen=True)
-class IngestResult:
-    """What :func:`ingest` produced (or found already done)."""
-
-    root: Path
-    frames: int
-    width: int
-    height: int
-    fps: int
-    duration: float
-    skipped: bool
-    manifest: Path
-
-    def summary(self) -> str:
-        verb = "already ingested" if self.skipped else "ingested"
-        return (
-            f"{verb}: {self.frames} frames {self.width}x{self.height} at {self.fps} fps "
-            f"({self.duration:.2f} s) and aud.wav in {self.root}"
-        )
 
 
 def _parse_crop(crop: str) -> Optional[str]:
@@ -87,23 +62,6 @@ def _parse_crop(crop: str) -> Optional[str]:
     if w < 16 or h < 16:
         raise ConfigError(f"ingest.crop={crop!r} is smaller than 16x16 pixels")
     return f"crop={w}:{h}:{x}:{y}"
-
-
-def _check_config(c: IngestConfig) -> None:
-    if c.fps <= 0:
-        raise ConfigError(f"ingest.fps must be positive, got {c.fps}")
-    if c.fps != 25:
-        log.warning("ingest.fps=%d: RAD-NeRF's audio windows assume 25 fps", c.fps)
-    if c.sample_rate < 8000:
-        raise ConfigError(f"ingest.sample_rate={c.sample_rate} is too low", hint="use 16000")
-    if c.size is not None and c.size < 32:
-        raise ConfigError(f"ingest.size={c.size} is too small", hint="use null or 256-512")
-    if c.start < 0:
-        raise ConfigError(f"ingest.start must be >= 0, got {c.start}")
-    if c.max_duration is not None and c.max_duration <= 0:
-        raise ConfigError(f"ingest.max_duration must be positive, got {c.max_duration}")
-    if not 1 <= c.jpeg_quality <= 31:
-        raise ConfigError(f"ingest.jpeg_quality must be 1..31, got {c.jpeg_quality}")
 
 
 def _check_crop_bounds(crop: str, info: MediaInfo) -> None:
@@ -135,22 +93,29 @@ def plan_frames(info: MediaInfo, c: IngestConfig) -> tuple[float, int]:
     return t0, frames
 
 
-def ingest(cfg: RadNerfConfig) -> IngestResult:
+def ingest(cfg: RadNerfConfig) -> StageResult:
     """Ingest ``cfg.video`` (and optionally ``cfg.audio``) for ``cfg.person``.
 
     A re-run with the same source and settings does nothing; a different source
-    for an existing person is refused unless ``overwrite=true``.
+    for an existing person is refused unless ``overwrite=true``, and so are
+    frames radnerf did not write (a RAD-NeRF dataset).
+
+    Returns:
+        The stage's result; its ``output`` is the ``ori_imgs`` folder, its metrics
+        the manifest's numbers (``frames``, ``width``, ``height``, ``speech_share``, ...).
 
     Raises:
         ConfigError: missing person/video or bad ingest settings.
-        InputError: the video is missing, unreadable, corrupt, too short or has no audio.
-        StageOutputExistsError: the person already holds another video's frames.
+        InputError: the video is missing, unreadable, corrupt, too short or has no
+            audio, or too little of its audio is speech.
+        StageOutputExistsError: the person already holds another video's frames, or frames radnerf did not write.
     """
     c = cfg.ingest
     person = validate_person(cfg.person)
     if not cfg.video:
         raise ConfigError("no video given", hint=f"add video=PATH, e.g. radnerf ingest person={person} video=clip.mp4")
-    _check_config(c)
+    if c.fps != 25:
+        log.warning("ingest.fps=%d: RAD-NeRF's audio windows assume 25 fps", c.fps)
     crop_filter = _parse_crop(c.crop)
     src = Path(cfg.video).expanduser()
     info = probe(src)
@@ -171,9 +136,10 @@ def ingest(cfg: RadNerfConfig) -> IngestResult:
             f"{src} has no audio track",
             hint="supply the person's speech separately: audio=PATH (any file ffmpeg reads, same timing as the video)",
         )
+    audio_stream = audio_info.audio
 
-    t0, frames = plan_frames(info, c)
-    duration = frames / c.fps
+    t0, planned = plan_frames(info, c)
+    duration = planned / c.fps
     if duration < max(c.min_duration, 1.0 / c.fps):
         raise InputError(
             f"{src} gives {duration:.2f} s of video after start={c.start}, less than ingest.min_duration={c.min_duration} s",
@@ -184,120 +150,123 @@ def ingest(cfg: RadNerfConfig) -> IngestResult:
     audio_source = None
     if cfg.audio:
         audio_source = {"path": str(audio_src.resolve()), "sha256": sha256_file(audio_src)}
-    settings = asdict(c)
-    fingerprint = sha256_json({"source": source["sha256"], "audio": audio_source and audio_source["sha256"], "settings": settings})
-
     paths = PersonPaths.for_person(cfg.paths.artifacts, person)
-    with person_lock(paths.root):
-        old = read_manifest(paths.manifest(STAGE))
-        if old is not None and old.get("imported"):
-            old = None  # frames of a RAD-NeRF dataset that a later stage fingerprinted (common.adopt_frames)
-        foreign = foreign_outputs(paths.root, STAGE, OUTPUTS)
-        if old is not None and not cfg.overwrite and old.get("source", {}).get("sha256") != source["sha256"]:
-            raise StageOutputExistsError(
-                f"person {person!r} was ingested from another video ({old.get('source', {}).get('path')})",
-                hint="choose another person=NAME, or add overwrite=true to replace it and everything made from it",
-            )
-        if foreign and not cfg.overwrite:
-            raise StageOutputExistsError(
-                f"{paths.root} already holds {', '.join(foreign)} that radnerf did not write",
-                hint="use that dataset as it is, choose another person=NAME, or add overwrite=true",
-            )
-        if old is not None and up_to_date(paths.root, STAGE, fingerprint, OUTPUTS):
-            log.info("ingest: %s is up to date (%d frames), nothing to do", paths.root, old["frames"])
-            return _result(paths, old, skipped=True)
+    plan = StagePlan(
+        STAGE, OUTPUTS,
+        settings=asdict(c),
+        upstream={"video": source["sha256"], "audio": audio_source and audio_source["sha256"]},
+        shown=["ori_imgs"],
+    )
 
+    def another_video(previous: dict | None) -> None:
+        if previous is None or cfg.overwrite or previous.get("source", {}).get("sha256") == source["sha256"]:
+            return
+        raise StageOutputExistsError(
+            f"person {person!r} was ingested from another video ({previous.get('source', {}).get('path')})",
+            hint="choose another person=NAME, or add overwrite=true to replace it and everything made from it",
+        )
+
+    def work(w: StageWriter) -> dict:
         if duration < c.recommended_duration:
             log.warning(
                 "%s: %.1f s of video; RAD-NeRF learns a person from 3-5 minutes, expect a weak model",
                 src.name, duration,
             )
-        started = time.time()
-        with StageWriter(paths.root, STAGE, OUTPUTS) as w:
-            vf = [f"fps=fps={c.fps}:start_time={t0:.6f}:round=near"]
-            if crop_filter:
-                vf.append(crop_filter)
-            if c.size:
-                vf.append(
-                    f"scale=w={c.size}:h={c.size}:force_original_aspect_ratio=decrease:"
-                    "force_divisible_by=2:flags=area"
-                )
-            written, ffmpeg_errors = extract_frames(
-                src, w.path("ori_imgs"), video_filter=",".join(vf), frames=frames, jpeg_quality=c.jpeg_quality
+        # The audio first: a clip without speech is refused before its frames are decoded.
+        samples = load_audio(audio_src, c.sample_rate)
+        if cfg.audio:
+            # A separate file's first sample is taken to be at frame 0 (minus start).
+            offset = -c.start
+        else:
+            offset = (audio_stream.start - info.start) - t0
+        aligned = align_audio(samples, offset, planned * c.sample_rate // c.fps, c.sample_rate)
+        share = _check_speech(aligned, c, audio_src)
+
+        vf = [f"fps=fps={c.fps}:start_time={t0:.6f}:round=near"]
+        if crop_filter:
+            vf.append(crop_filter)
+        if c.size:
+            vf.append(
+                f"scale=w={c.size}:h={c.size}:force_original_aspect_ratio=decrease:"
+                "force_divisible_by=2:flags=area"
             )
-            lost = frames - written
-            if written == 0 or lost > c.max_decode_loss * frames:
-                raise InputError(
-                    f"{src}: the video stream is corrupt, {written} of {frames} frames decoded"
-                    + (f" ({ffmpeg_errors.strip().splitlines()[0]})" if ffmpeg_errors.strip() else ""),
-                    hint="re-export or re-download the file, or cut the damaged part with ingest.max_duration",
-                )
-            if lost > 0:
-                log.warning("%s: %d frames at the end could not be decoded; keeping %d", src.name, lost, written)
-                frames = written
-            if ffmpeg_errors.strip():
-                log.warning("%s: ffmpeg concealed damaged packets: %s", src.name, ffmpeg_errors.strip().splitlines()[0])
-
-            samples = load_audio(audio_src, c.sample_rate)
-            assert audio_info.audio is not None
-            if cfg.audio:
-                # A separate file's first sample is taken to be at frame 0 (minus start).
-                offset = -c.start
-            else:
-                offset = (audio_info.audio.start - info.start) - t0
-            num_samples = frames * c.sample_rate // c.fps
-            audio_seconds_available = len(samples) / c.sample_rate + offset
-            if audio_seconds_available < 0.5 * frames / c.fps:
-                log.warning(
-                    "%s: audio covers only %.1f of %.1f s of video; the rest is silence",
-                    audio_src.name, max(audio_seconds_available, 0.0), frames / c.fps,
-                )
-            aligned = align_audio(samples, offset, num_samples, c.sample_rate)
-            write_wav(w.path("aud.wav"), aligned, c.sample_rate)
-
-            width, height = image_size(w.path("ori_imgs") / "0.jpg")
-            w.manifest.update(
-                {
-                    "person": person,
-                    "fingerprint": fingerprint,
-                    "source": source,
-                    "audio_source": audio_source,
-                    "settings": settings,
-                    "frames": frames,
-                    "fps": c.fps,
-                    "width": width,
-                    "height": height,
-                    "duration": frames / c.fps,
-                    "audio": {
-                        "sample_rate": c.sample_rate,
-                        "samples": num_samples,
-                        "source_sample_rate": audio_info.audio.sample_rate,
-                        "source_channels": audio_info.audio.channels,
-                        "offset_seconds": offset,
-                        "peak": float(abs(aligned).max()) if len(aligned) else 0.0,
-                    },
-                    "probe": info.to_dict(),
-                    "tools": {
-                        "radnerf": __version__,
-                        "ffmpeg": ffmpeg_version(),
-                        "python": platform.python_version(),
-                    },
-                    "seconds": round(time.time() - started, 3),
-                }
+        written, ffmpeg_errors = extract_frames(
+            src, w.path("ori_imgs"), video_filter=",".join(vf), frames=planned, jpeg_quality=c.jpeg_quality
+        )
+        frames = planned
+        lost = frames - written
+        if written == 0 or lost > c.max_decode_loss * frames:
+            raise InputError(
+                f"{src}: the video stream is corrupt, {written} of {frames} frames decoded"
+                + (f" ({ffmpeg_errors.strip().splitlines()[0]})" if ffmpeg_errors.strip() else ""),
+                hint="re-export or re-download the file, or cut the damaged part with ingest.max_duration",
             )
-            manifest = dict(w.manifest)
-        log.info("ingest: %d frames %dx%d at %d fps, %.2f s -> %s", frames, width, height, c.fps, frames / c.fps, paths.root)
-        return _result(paths, manifest, skipped=False)
+        if lost > 0:
+            log.warning("%s: %d frames at the end could not be decoded; keeping %d", src.name, lost, written)
+            frames = written
+        if ffmpeg_errors.strip():
+            log.warning("%s: ffmpeg concealed damaged packets: %s", src.name, ffmpeg_errors.strip().splitlines()[0])
 
+        num_samples = frames * c.sample_rate // c.fps
+        aligned = aligned[:num_samples]
+        audio_seconds_available = len(samples) / c.sample_rate + offset
+        if audio_seconds_available < 0.5 * frames / c.fps:
+            log.warning(
+                "%s: audio covers only %.1f of %.1f s of video; the rest is silence",
+                audio_src.name, max(audio_seconds_available, 0.0), frames / c.fps,
+            )
+        write_wav(w.path("aud.wav"), aligned, c.sample_rate)
 
-def _result(paths: PersonPaths, manifest: dict, skipped: bool) -> IngestResult:
-    return IngestResult(
-        root=paths.root,
-        frames=int(manifest["frames"]),
-        width=int(manifest["width"]),
-        height=int(manifest["height"]),
-        fps=int(manifest["fps"]),
-        duration=float(manifest["duration"]),
-        skipped=skipped,
-        manifest=paths.manifest(STAGE),
+        width, height = image_size(w.path("ori_imgs") / "0.jpg")
+        log.info("ingest: %d frames %dx%d at %d fps, %.2f s", frames, width, height, c.fps, frames / c.fps)
+        return {
+            "person": person,
+            "source": source,
+            "audio_source": audio_source,
+            "frames": frames,
+            "fps": c.fps,
+            "width": width,
+            "height": height,
+            "duration": frames / c.fps,
+            "audio": {
+                "sample_rate": c.sample_rate,
+                "samples": num_samples,
+                "source_sample_rate": audio_stream.sample_rate,
+                "source_channels": audio_stream.channels,
+                "offset_seconds": offset,
+                "peak": float(abs(aligned).max()) if len(aligned) else 0.0,
+            },
+            "speech_share": round(share, 4),
+            "probe": info.to_dict(),
+            "tools": {
+                "radnerf": __version__,
+                "ffmpeg": ffmpeg_version(),
+                "python": platform.python_version(),
+            },
+        }
+
+    return run_stage(
+        paths, plan, work, overwrite=cfg.overwrite, guard=another_video,
+        # Frames radnerf did not ingest (a RAD-NeRF dataset, even one a later stage adopted) are never replaced.
+        accept_foreign=lambda missing: "ingest replaces only frames and audio it wrote itself",
     )
+
+
+def _check_speech(aligned: np.ndarray, c: IngestConfig, audio_src: Path) -> float:
+    """Share of ``aligned: [S]`` (the 16 kHz track) that is speech, logged; refused below ``c.min_speech_share``.
+
+    Raises:
+        InputError: less speech than ``ingest.min_speech_share``.
+    """
+    from radnerf.audio.vad import speech_share
+
+    share = speech_share(aligned, c.sample_rate)
+    log.info("aud.wav: %.0f%% speech", 100 * share)
+    if share < c.min_speech_share:
+        raise InputError(
+            f"{audio_src}: only {100 * share:.0f}% of the audio is speech, less than "
+            f"ingest.min_speech_share={c.min_speech_share:g} (silero-vad); the head would learn nothing from it",
+            hint="use a clip of the person speaking (or their speech as audio=PATH), "
+            "or add ingest.min_speech_share=0 to accept this audio as it is",
+        )
+    return share

@@ -8,7 +8,9 @@ landmarks jointly (bundle adjustment, :mod:`tracking_ba`), in four steps:
    (a one-frame glitch is refitted from its neighbours, a lasting one is a
    cut: flagged, and no smoothing across it);
 2. shape and focal from up to ``calib_frames`` frames in stretches over the clip,
-   the focal first held at its prior and freed only if the head turns enough;
+   the focal first held at its prior and freed only if the head turns enough
+   (a head that does not turn shows one view: neither the focal nor the
+   face's depth can be told, so the prior focal and the generic face's depth are kept);
 3. the poses of all frames with shape and focal held, under robust temporal
    smoothing; frames the rigid shape cannot explain are refitted from their
    neighbours, as are frames without landmarks;
@@ -19,14 +21,17 @@ Outputs, RAD-NeRF's names and format, under ``<artifacts>/<person>/``::
     transforms_train.json   focal_len, cx, cy, frames [{img_id, aud_id, transform_matrix, eye_ratio}]
     transforms_val.json     the last 1/11 of the frames (RAD-NeRF's split)
     track/report.json       reprojection error, focal and how well the clip constrains it,
-                            pose ranges, jitter, head box, flagged frames
+                            pose ranges (pose_deg: the plotted angles; motion_range_deg: the
+                            head motion the focal decision measured, as its warning quotes it),
+                            jitter, head box, flagged frames
     track/params.npz        rotations, translations, focal, the person's 3D shape
     track/pose_curves.png   yaw, pitch, roll and position over time
     track/overlay_<i>.jpg   projected shape and an axis gizmo on a few frames
 
 ``transform_matrix`` is camera-to-world in the NeRF (OpenGL) convention with
 the head frame as the world: x right, y up, z out of the face, metres, origin
-near the centre of the skull (RAD-NeRF then scales it by ``--scale 4``).
+near the centre of the skull (training scales it by ``model.pose_scale``,
+RAD-NeRF's ``--scale``). Yaw, pitch and roll follow :mod:`radnerf.geometry`.
 
 A folder already processed by RAD-NeRF or ER-NeRF (its own
 ``transforms_*.json``, or only ``track_params.pt``) is used as it is.
@@ -34,91 +39,55 @@ A folder already processed by RAD-NeRF or ER-NeRF (its own
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict, replace
 
 import numpy as np
 
-from radnerf.config import TrackConfig
+from radnerf.config import ModelConfig, RadNerfConfig, TrackConfig
 from radnerf.errors import InputError
+from radnerf.formats.frames import frame_count, frame_size
+from radnerf.formats.landmarks import load_landmarks
+from radnerf.formats.manifests import read_manifest
+from radnerf.formats.regions import read_regions
+from radnerf.formats.transforms import read_transforms, split_index
+from radnerf.geometry import euler_deg, radnerf_euler_to_rotation, rotation_angle_deg, rotation_matrix
 from radnerf.media import images
 from radnerf.paths import PersonPaths
-from radnerf.preprocess import common, face_shape
+from radnerf.preprocess import common, face_shape, tracking_viz
 from radnerf.preprocess.tracking_ba import (
     FitResult,
     FitState,
     SolverSettings,
+    Tracking,
     bundle_adjust,
     camera_from_head,
     focal_profile,
     initial_state,
     project,
-    rotation_angle_deg,
+)
+from radnerf.stage_io import (
+    StagePlan,
+    StageResult,
+    StageWriter,
+    person_lock,
+    run_stage,
+    sha256_file,
+    sha256_json,
+    write_json_atomic,
 )
 
 log = logging.getLogger(__name__)
 
 STAGE = "track"
 OUTPUTS = ("transforms_train.json", "transforms_val.json", "track")
-ALGORITHM_VERSION = 1
-"""Bumped when the fit changes the poses it writes, so finished tracks are redone."""
-RADNERF_SCALE = 4.0
-"""RAD-NeRF's default ``--scale``: world metres times this give its normalised space."""
+ALGORITHM_VERSION = 2
+"""Bumped when the fit changes the poses it writes, so finished tracks are redone
+(2: a clip without head motion keeps the generic face's depth)."""
 
 
-@dataclass
-class Tracking:
-    """Result of :func:`track_landmarks`. N frames."""
-
-    R: np.ndarray
-    """``[N, 3, 3]`` head-to-camera rotations (OpenGL camera)."""
-    t: np.ndarray
-    """``[N, 3]`` head-to-camera translations, metres."""
-    focal: float
-    """Focal length, pixels."""
-    cx: float
-    cy: float
-    width: int
-    height: int
-    shape: np.ndarray
-    """``[68, 3]`` the person's landmark shape, head frame, metres."""
-    used: np.ndarray
-    """``[N]`` bool, frames whose landmarks the fit used (others are filled from neighbours)."""
-    flagged: list
-    """Frames with a pose jump no head makes (left out of the transforms)."""
-    projected: np.ndarray
-    """``[N, 68, 2]`` projection of the shape, pixels."""
-    report: dict = field(default_factory=dict)
-    """Statistics written to ``track/report.json``."""
-
-    def c2w(self) -> np.ndarray:
-        """``[N, 4, 4]`` camera-to-world (head frame) matrices, NeRF convention."""
-        return camera_to_world(self.R, self.t)
-
-
-# --------------------------------------------------------------------------- geometry
-
-
-def camera_to_world(R: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """``R [N, 3, 3], t [N, 3]`` (camera point ``R X + t``) -> ``[N, 4, 4]`` camera-to-world."""
-    N = R.shape[0]
-    out = np.tile(np.eye(4), (N, 1, 1))
-    Rt = R.transpose(0, 2, 1)
-    out[:, :3, :3] = Rt
-    out[:, :3, 3] = -np.einsum("nij,nj->ni", Rt, t)
-    return out
-
-
-def euler_deg(R: np.ndarray) -> np.ndarray:
-    """``[N, 3, 3] -> [N, 3]`` (yaw, pitch, roll) in degrees, ``R = Rz(roll) Rx(pitch) Ry(yaw)``."""
-    from scipy.spatial.transform import Rotation
-
-    roll_pitch_yaw = Rotation.from_matrix(R).as_euler("ZXY", degrees=True)
-    return roll_pitch_yaw[:, ::-1].copy()
+# --------------------------------------------------------------------------- measures of a track
 
 
 def rotation_jitter_deg(R: np.ndarray) -> np.ndarray:
@@ -132,13 +101,32 @@ def rotation_jitter_deg(R: np.ndarray) -> np.ndarray:
     return rotation_angle_deg(step[1:] @ step[:-1].transpose(0, 2, 1))
 
 
-def head_box(shape: np.ndarray) -> dict:
-    """The head's box in the world (head) frame and the RAD-NeRF bound it needs."""
+def motion_range_deg(R: np.ndarray) -> np.ndarray:
+    """``[3]`` range of yaw, pitch, roll (2.5 to 97.5 percentile, degrees) of ``[N, 3, 3]`` rotations.
+
+    After a 9-sample running median, so that landmark noise does not pass for head
+    motion. The one measure of "how much the head turns": the focal decision, its
+    warning and ``report.json`` all quote it.
+    """
+    from scipy.ndimage import median_filter
+
+    angles = median_filter(euler_deg(R), size=(9, 1), mode="nearest")
+    return np.percentile(angles, 97.5, axis=0) - np.percentile(angles, 2.5, axis=0)
+
+
+def head_box(shape: np.ndarray, pose_scale: float) -> dict:
+    """The head's box in the world (head) frame and the renderer bound it needs at ``pose_scale``.
+
+    Args:
+        shape: ``[68, 3]`` landmark shape, head frame, metres.
+        pose_scale: ``model.pose_scale`` (RAD-NeRF's ``--scale``); the bound's key names it
+            (``bound_at_scale_4``).
+    """
     box = face_shape.head_box(shape)
     return {
         "min": [round(float(v), 4) for v in box[0]],
         "max": [round(float(v), 4) for v in box[1]],
-        "bound_at_scale_4": round(float(np.abs(box).max() * RADNERF_SCALE), 3),
+        f"bound_at_scale_{pose_scale:g}": round(float(np.abs(box).max() * pose_scale), 3),
     }
 
 
@@ -184,8 +172,6 @@ def _pose_jumps(lms: np.ndarray, used: np.ndarray, settings: SolverSettings, c: 
     shift or scale change over ``jump_shift`` face widths) that is undone at
     the next frame is a one-frame glitch; one that lasts starts a new shot.
     """
-    from radnerf.preprocess.tracking_ba import initial_state, rotation_matrix
-
     st = initial_state(lms, used, face_shape.MEAN_SHAPE, settings.point_weights, settings.focal_prior)
     idx = np.flatnonzero(used)
     R = rotation_matrix(st.rvec[idx])
@@ -211,17 +197,6 @@ def _pose_jumps(lms: np.ndarray, used: np.ndarray, settings: SolverSettings, c: 
         else:
             breaks.append(int(idx[j]))
     return np.array(glitches, int), breaks
-
-
-def _motion_range(R: np.ndarray) -> np.ndarray:
-    """``[3]`` range of yaw, pitch, roll (2.5 to 97.5 percentile, degrees) of ``[N, 3, 3]`` rotations.
-
-    After a 9-sample running median, so that landmark noise does not pass for head motion.
-    """
-    from scipy.ndimage import median_filter
-
-    angles = median_filter(euler_deg(R), size=(9, 1), mode="nearest")
-    return np.percentile(angles, 97.5, axis=0) - np.percentile(angles, 2.5, axis=0)
 
 
 def _calibration_frames(n: int, limit: int, breaks: list, stretches: int = 8) -> tuple[np.ndarray, list]:
@@ -252,6 +227,7 @@ def track_landmarks(
     height: int,
     c: TrackConfig | None = None,
     valid: np.ndarray | None = None,
+    pose_scale: float = ModelConfig.pose_scale,
 ) -> Tracking:
     """Fit head poses, the person's shape and the focal to a clip's landmarks.
 
@@ -261,6 +237,7 @@ def track_landmarks(
         c: settings (defaults when None).
         valid: ``[N]`` bool, frames whose landmarks were detected (not
             interpolated); the others are filled from their neighbours.
+        pose_scale: ``model.pose_scale``, for the renderer bound the report names.
 
     Raises:
         InputError: too few usable frames, or too many frames with pose jumps.
@@ -301,16 +278,24 @@ def track_landmarks(
     sub, sub_breaks = _calibration_frames(N, c.calib_frames, breaks)
     prior_settings = _settings(c, width, height, fixed if fixed is not None else settings.focal_prior, calibrate=True)
     calib = bundle_adjust(lms[sub], used[sub], cx, cy, prior_settings, breaks=sub_breaks)
-    # Without head motion the landmarks cannot tell focal from depth: keep the prior's focal
-    # rather than let the solver wander along that flat valley.
-    motion = _motion_range(camera_from_head(calib.state, cx, cy)[0][used[sub]])
+    motion = motion_range_deg(camera_from_head(calib.state, cx, cy)[0][used[sub]])
+    still = max(motion[0], motion[1]) < c.min_motion_deg
     assumed = None
-    if fixed is None and max(motion[0], motion[1]) < c.min_motion_deg:
-        assumed = settings.focal_prior
-        log.warning(
-            "track: almost no head motion (yaw range %.1f, pitch range %.1f degrees): the focal is unconstrained; "
-            "assuming %.0f px (set track.focal=... if you know it)",
-            motion[0], motion[1], assumed,
+    if still:
+        # A head that does not turn shows one view: the landmarks tell neither focal from depth
+        # nor the face's depth from its pose, and with the depth free the weak shape prior lets
+        # the face pitch by tens of degrees (the demo's frontal portrait read -30). Keep the
+        # prior's (or the given) focal and the generic face's depth; fit its layout in the image.
+        assumed = settings.focal_prior if fixed is None else None
+        depth_held = replace(prior_settings, fixed_shape_depth=True)
+        calib = bundle_adjust(lms[sub], used[sub], cx, cy, depth_held, breaks=sub_breaks)
+        log.log(
+            logging.WARNING if assumed is not None else logging.INFO,
+            "track: almost no head motion (yaw range %.1f, pitch range %.1f degrees): %s; "
+            "the face's depth is the generic face's",
+            motion[0], motion[1],
+            f"the focal is unconstrained; assuming {assumed:.0f} px (set track.focal=... if you know it)"
+            if assumed is not None else f"using track.focal={fixed:g}",
         )
     elif fixed is None:
         calib = bundle_adjust(lms[sub], used[sub], cx, cy, settings, init=calib.state, breaks=sub_breaks)
@@ -420,7 +405,9 @@ def track_landmarks(
             name: {"min": round(float(ang[:, j].min()), 3), "max": round(float(ang[:, j].max()), 3)}
             for j, name in enumerate(("yaw", "pitch", "roll"))
         },
-        "motion_range_deg": {k: round(float(v), 3) for k, v in zip(("yaw", "pitch", "roll"), _motion_range(R[used]))},
+        # What decided whether the focal is estimated (and what the warning quotes): the calibration fit.
+        "motion_range_deg": {k: round(float(v), 3) for k, v in zip(("yaw", "pitch", "roll"), motion)},
+        "shape_depth": "generic (no head motion)" if still else "fitted",
         "translation_m": {
             axis: {"min": round(float(t[:, j].min()), 4), "max": round(float(t[:, j].max()), 4)}
             for j, axis in enumerate("xyz")
@@ -430,7 +417,7 @@ def track_landmarks(
             "rms": round(float(np.sqrt(np.mean(jitter**2))), 5) if len(jitter) else 0.0,
             "p90": round(float(np.percentile(jitter, 90)), 5) if len(jitter) else 0.0,
         },
-        "head_box_m": head_box(state.shape),
+        "head_box_m": head_box(state.shape, pose_scale),
         "solver": {
             "calibration_iterations": calib.iterations,
             "pose_iterations": res.iterations,
@@ -447,11 +434,6 @@ def track_landmarks(
 
 
 # --------------------------------------------------------------------------- RAD-NeRF files
-
-
-def split_index(n: int) -> int:
-    """First validation frame: RAD-NeRF keeps the last 1/11 of the clip for validation."""
-    return int(n * 10 / 11)
 
 
 def transforms(tr: Tracking, eye_ratio: np.ndarray | None = None) -> tuple[dict, dict]:
@@ -488,12 +470,9 @@ def eye_ratio_from_landmarks(lms: np.ndarray, width: int, height: int) -> np.nda
 
 def load_eye_ratio(paths: PersonPaths, n: int) -> np.ndarray | None:
     """``[N]`` eye ratio from the regions table (``regions.csv``), or None when it is absent or short."""
-    table = paths.regions
-    if not table.exists():
+    if not paths.regions.exists():
         return None
-    from radnerf.preprocess.regions import read_regions
-
-    rows = read_regions(table)
+    rows = read_regions(paths.regions)
     if len(rows) < n:
         return None
     return np.array([r["eye_area"] for r in rows[:n]], float)
@@ -504,18 +483,8 @@ def transforms_from_track_params(params: dict, width: int, height: int) -> tuple
     import torch
 
     focal = float(torch.as_tensor(params["focal"]).reshape(-1)[0])
-    euler = torch.as_tensor(params["euler"]).double().numpy()
+    R = radnerf_euler_to_rotation(torch.as_tensor(params["euler"]).double().numpy())
     trans = torch.as_tensor(params["trans"]).double().numpy() / 10.0
-    a, b, g = euler[:, 0], euler[:, 1], euler[:, 2]
-    one, zero = np.ones_like(a), np.zeros_like(a)
-    # Columns exactly as their euler2rot concatenates them (its rz turns by -gamma; kept, for identical poses).
-    rx = np.stack([np.stack([one, zero, zero], 1), np.stack([zero, np.cos(a), np.sin(a)], 1),
-                   np.stack([zero, -np.sin(a), np.cos(a)], 1)], 2)
-    ry = np.stack([np.stack([np.cos(b), zero, -np.sin(b)], 1), np.stack([zero, one, zero], 1),
-                   np.stack([np.sin(b), zero, np.cos(b)], 1)], 2)
-    rz = np.stack([np.stack([np.cos(g), -np.sin(g), zero], 1), np.stack([np.sin(g), np.cos(g), zero], 1),
-                   np.stack([zero, zero, one], 1)], 2)
-    R = rx @ ry @ rz
     tr = Tracking(
         R=R, t=trans, focal=focal, cx=width / 2.0, cy=height / 2.0, width=width, height=height,
         shape=face_shape.MEAN_SHAPE, used=np.ones(len(R), bool), flagged=[], projected=np.zeros((len(R), 68, 2)),
@@ -523,51 +492,83 @@ def transforms_from_track_params(params: dict, width: int, height: int) -> tuple
     return transforms(tr)
 
 
+def convert_track_params(paths: PersonPaths) -> bool:
+    """Write ``transforms_*.json`` from a RAD-NeRF ``track_params.pt`` that has none beside it; True if done.
+
+    Only in a folder ``track`` never ran in (no manifest): the written transforms
+    are then foreign outputs, which the stage checks and adopts as they are.
+    Call it holding the person lock.
+
+    Raises:
+        InputError: the file is not a readable ``track_params.pt``.
+    """
+    params_file = paths.root / "track_params.pt"
+    if not params_file.exists() or paths.manifest(STAGE).exists():
+        return False
+    if any(paths.transforms(split).exists() for split in ("train", "val")):
+        return False
+    import pickle
+
+    import torch
+
+    try:
+        params = torch.load(params_file, map_location="cpu", weights_only=True)
+        width, height = frame_size(paths)
+        train, val = transforms_from_track_params(params, width, height)
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, IndexError, pickle.UnpicklingError) as e:
+        raise InputError(
+            f"{params_file} is not a RAD-NeRF track_params.pt ({e})",
+            hint="remove it so `radnerf track` fits the poses, or add overwrite=true",
+        ) from None
+    write_json_atomic(paths.transforms("train"), train)
+    write_json_atomic(paths.transforms("val"), val)
+    log.info("track: converted %s to transforms_*.json as RAD-NeRF does", params_file)
+    return True
+
+
+def _accept_radnerf_transforms(paths: PersonPaths):
+    """The stage's ``accept_foreign``: both transforms files of another tool, checked, are used as they are.
+
+    Raises:
+        InputError: one of them is not a RAD-NeRF transforms file.
+    """
+
+    def accept(missing: list[str]) -> str | None:
+        absent = [name for name in OUTPUTS[:2] if name in missing]
+        if absent:
+            return f"{', '.join(absent)} missing"
+        for split in ("train", "val"):
+            read_transforms(paths.transforms(split))
+        return None
+
+    return accept
+
+
 # --------------------------------------------------------------------------- the stage
 
 
-def track_config(cfg: Any) -> TrackConfig:
-    """:class:`TrackConfig` from ``cfg.track`` (a dataclass, DictConfig or dict); defaults when absent."""
-    return common.section(cfg, "track", TrackConfig)
+def _upstream(paths: PersonPaths, n: int) -> dict[str, str]:
+    """Fingerprints of the landmarks (their manifest's, or the files' of a RAD-NeRF dataset) and the regions table.
+
+    Raises:
+        InputError: no landmarks at all.
+    """
+    lm_manifest = read_manifest(paths.manifest("landmarks"))
+    if lm_manifest is not None and lm_manifest.get("fingerprint"):
+        upstream = {"landmarks": str(lm_manifest["fingerprint"])}
+    else:
+        files = [paths.lms(i) for i in range(n)]
+        if not any(f.exists() for f in files):
+            raise InputError(
+                f"no landmarks in {paths.ori_imgs}", hint=f"run `radnerf landmarks person={paths.root.name}` first"
+            )
+        upstream = {"landmarks": sha256_json([sha256_file(f) if f.exists() else None for f in files])}
+    if paths.regions.exists():
+        upstream["regions"] = sha256_file(paths.regions)
+    return upstream
 
 
-def _imported(paths: PersonPaths) -> Path | None:
-    """The dataset folder when it holds another tool's tracking (nothing of ours), after checking it."""
-    from radnerf.stage_io import foreign_outputs
-
-    root = paths.root
-    if (root / "manifests" / f"{STAGE}.json").exists():
-        return None
-    have = foreign_outputs(root, STAGE, ["transforms_train.json", "transforms_val.json"])
-    if len(have) == 2:
-        for name in have:
-            try:
-                data = json.loads((root / name).read_text())
-                assert {"focal_len", "cx", "cy", "frames"} <= set(data)
-                assert all("transform_matrix" in f and "img_id" in f for f in data["frames"])
-            except (ValueError, AssertionError, TypeError) as e:
-                raise InputError(
-                    f"{root / name} is not a RAD-NeRF transforms file ({e or 'missing keys'})",
-                    hint="remove it so `radnerf track` fits the poses, or fix the file",
-                ) from None
-        log.info("track: %s holds RAD-NeRF transforms; using them as they are", root)
-        return root
-    if (root / "track_params.pt").exists() and not have:
-        import torch
-
-        from radnerf.stage_io import write_json_atomic
-
-        width, height = common.frame_size(paths)
-        params = torch.load(root / "track_params.pt", map_location="cpu", weights_only=False)
-        train, val = transforms_from_track_params(params, width, height)
-        write_json_atomic(root / "transforms_train.json", train)
-        write_json_atomic(root / "transforms_val.json", val)
-        log.info("track: converted %s to transforms_*.json as RAD-NeRF does", root / "track_params.pt")
-        return root
-    return None
-
-
-def track(cfg: Any) -> Path:
+def track(cfg: RadNerfConfig) -> StageResult:
     """Stage ``track``: fit, then write the transforms, report and plots for ``cfg.person``.
 
     A re-run with unchanged landmarks and settings does nothing; a RAD-NeRF /
@@ -575,92 +576,65 @@ def track(cfg: Any) -> Path:
     unless ``overwrite=true``, which fits new poses over it.
 
     Returns:
-        The person's folder, which holds ``transforms_train.json`` and ``transforms_val.json``.
+        The stage's result; its ``output`` is ``transforms_train.json``.
 
     Raises:
-        InputError: no landmarks, too few usable frames, or pose jumps in too many frames.
+        InputError: no landmarks, too few usable frames, pose jumps in too many frames,
+            or another tool's transforms that are not in RAD-NeRF's format.
+        StageOutputExistsError: only some of another tool's outputs, without ``overwrite``.
     """
-    from radnerf.preprocess.landmarks import detected_frames, load_landmarks
-    from radnerf.stage_io import (
-        StageWriter,
-        person_lock,
-        read_manifest,
-        sha256_file,
-        sha256_json,
-        up_to_date,
-        write_json_atomic,
-    )
+    from radnerf.preprocess.landmarks import detected_frames
 
-    c = track_config(cfg)
-    paths = common.person_paths(cfg)
+    c = cfg.track
+    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
     with person_lock(paths.root):
-        imported = None if getattr(cfg, "overwrite", False) else _imported(paths)
-        if imported is not None:
-            return imported
-        n = common.frame_count(paths)
-        width, height = common.frame_size(paths)
-        lm_manifest = read_manifest(paths.manifest("landmarks"))
-        if lm_manifest is not None and lm_manifest.get("fingerprint"):
-            upstream = {"landmarks": str(lm_manifest["fingerprint"])}
-        else:
-            files = [paths.lms(i) for i in range(n)]
-            if not any(f.exists() for f in files):
-                raise InputError(
-                    f"no landmarks in {paths.ori_imgs}", hint=f"run `radnerf landmarks person={paths.root.name}` first"
-                )
-            upstream = {"landmarks": sha256_json([sha256_file(f) if f.exists() else None for f in files])}
-        regions = paths.regions
-        if regions.exists():
-            upstream["regions"] = sha256_file(regions)
-        fp = common.fingerprint(STAGE, upstream, {"track": asdict(c), "size": [width, height]}, ALGORITHM_VERSION)
-        if up_to_date(paths.root, STAGE, fp, OUTPUTS):
-            log.info("track: %s is up to date, nothing to do", paths.root)
-            return paths.root
+        if not cfg.overwrite:
+            convert_track_params(paths)
+        n = frame_count(paths)
+        width, height = frame_size(paths)
+        plan = StagePlan(
+            STAGE, OUTPUTS,
+            settings={"track": asdict(c), "size": [width, height]},
+            upstream=lambda: _upstream(paths, n),
+            algorithm=ALGORITHM_VERSION,
+        )
 
-        started = time.time()
-        lms = load_landmarks(paths, n, missing="nan")
-        detected = detected_frames(lms, lm_manifest)
-        tr = track_landmarks(lms, width, height, c, valid=detected)
-        eye = load_eye_ratio(paths, n)
-        eye_source = "regions.csv"
-        if eye is None:
-            filled = np.where(np.isfinite(lms), lms, tr.projected)
-            eye, eye_source = eye_ratio_from_landmarks(filled, width, height), "landmarks"
-        train, val = transforms(tr, eye)
-        with StageWriter(paths.root, STAGE, OUTPUTS) as w:
+        def work(w: StageWriter) -> dict:
+            lms = load_landmarks(paths, n, missing="nan")
+            detected = detected_frames(lms, read_manifest(paths.manifest("landmarks")))
+            tr = track_landmarks(lms, width, height, c, valid=detected, pose_scale=cfg.model.pose_scale)
+            eye = load_eye_ratio(paths, n)
+            eye_source = "regions.csv"
+            if eye is None:
+                filled = np.where(np.isfinite(lms), lms, tr.projected)
+                eye, eye_source = eye_ratio_from_landmarks(filled, width, height), "landmarks"
+            train, val = transforms(tr, eye)
             write_json_atomic(w.path("transforms_train.json"), train)
             write_json_atomic(w.path("transforms_val.json"), val)
             out = w.path("track")
             out.mkdir()
-            report = dict(tr.report, eye_ratio_source=eye_source, split={"train": len(train["frames"]), "val": len(val["frames"])})
-            write_json_atomic(out / "report.json", report)
+            split = {"train": len(train["frames"]), "val": len(val["frames"])}
+            write_json_atomic(out / "report.json", dict(tr.report, eye_ratio_source=eye_source, split=split))
             np.savez(
                 out / "params.npz", R=tr.R, t=tr.t, focal=tr.focal, cx=tr.cx, cy=tr.cy, shape=tr.shape,
                 used=tr.used, flagged=np.array(tr.flagged, int), eye_ratio=eye,
             )
-            from radnerf.preprocess import tracking_viz
-
             if c.plots:
                 tracking_viz.plot_pose_curves(out / "pose_curves.png", tr)
             for i in common.overlay_indices(n, c.overlay_frames):
                 tracking_viz.write_overlay(out / f"overlay_{i}.jpg", images.read_rgb(paths.frame(i)), tr, i)
-            w.manifest.update({
-                "stage": STAGE,
-                "fingerprint": fp,
-                "inputs": upstream,
-                "settings": asdict(c),
+            rep = tr.report
+            log.info(
+                "track: %d frames, focal %.0f px (%s), rigid error median %.2f px, jitter %.3f deg",
+                n, tr.focal, rep["focal"]["source"], rep["reprojection_px"]["rigid_median"], rep["jitter_deg"]["median"],
+            )
+            return {
                 "frames": n,
                 "width": width,
                 "height": height,
                 "focal": tr.focal,
                 "flagged_frames": tr.flagged,
-                "reprojection_px": tr.report["reprojection_px"],
-                "seconds": round(time.time() - started, 3),
-            })
-        rep = tr.report
-        log.info(
-            "track: %d frames, focal %.0f px (%s), rigid error median %.2f px, jitter %.3f deg -> %s",
-            n, tr.focal, rep["focal"]["source"], rep["reprojection_px"]["rigid_median"], rep["jitter_deg"]["median"],
-            paths.root,
-        )
-    return paths.root
+                "reprojection_px": rep["reprojection_px"],
+            }
+
+        return run_stage(paths, plan, work, overwrite=cfg.overwrite, accept_foreign=_accept_radnerf_transforms(paths))

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from radnerf.geometry import camera_to_world, rotation_matrix, rotation_vector, skew
 from radnerf.preprocess import face_shape
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class SolverSettings:
     """Focal held fixed (pixels), or None to estimate it."""
     fixed_shape: bool = False
     """Hold the starting shape fixed (poses only)."""
+    fixed_shape_depth: bool = False
+    """Hold the starting shape's depth (z) fixed, fitting only its x, y (a clip that shows one view)."""
     shape_reg: float = 1.0
     """Pull of each point toward the generic shape."""
     symmetry_reg: float = 1.0
@@ -121,55 +124,48 @@ class FitResult:
     """Cost per accepted iteration."""
 
 
+@dataclass
+class Tracking:
+    """A clip's finished track (:func:`radnerf.preprocess.tracking.track_landmarks`). N frames."""
+
+    R: np.ndarray
+    """``[N, 3, 3]`` head-to-camera rotations (OpenGL camera)."""
+    t: np.ndarray
+    """``[N, 3]`` head-to-camera translations, metres."""
+    focal: float
+    """Focal length, pixels."""
+    cx: float
+    cy: float
+    width: int
+    height: int
+    shape: np.ndarray
+    """``[68, 3]`` the person's landmark shape, head frame, metres."""
+    used: np.ndarray
+    """``[N]`` bool, frames whose landmarks the fit used (others are filled from neighbours)."""
+    flagged: list
+    """Frames with a pose jump no head makes (left out of the transforms)."""
+    projected: np.ndarray
+    """``[N, 68, 2]`` projection of the shape, pixels."""
+    report: dict = field(default_factory=dict)
+    """Statistics written to ``track/report.json``."""
+
+    def c2w(self) -> np.ndarray:
+        """``[N, 4, 4]`` camera-to-world (head frame) matrices, NeRF convention."""
+        return camera_to_world(self.R, self.t)
+
+
 # --------------------------------------------------------------------------- rotations
-
-
-def _skew(v: np.ndarray) -> np.ndarray:
-    """``[..., 3] -> [..., 3, 3]`` cross-product matrices."""
-    z = np.zeros(v.shape[:-1])
-    return np.stack(
-        [
-            np.stack([z, -v[..., 2], v[..., 1]], -1),
-            np.stack([v[..., 2], z, -v[..., 0]], -1),
-            np.stack([-v[..., 1], v[..., 0], z], -1),
-        ],
-        -2,
-    )
-
-
-def rotation_matrix(rvec: np.ndarray) -> np.ndarray:
-    """``[N, 3]`` rotation vectors -> ``[N, 3, 3]`` matrices (Rodrigues)."""
-    theta = np.linalg.norm(rvec, axis=-1)[..., None, None]
-    W = _skew(rvec)
-    small = theta < 1e-8
-    t = np.where(small, 1.0, theta)
-    a = np.where(small, 1.0 - theta**2 / 6.0, np.sin(t) / t)
-    b = np.where(small, 0.5 - theta**2 / 24.0, (1.0 - np.cos(t)) / t**2)
-    return np.eye(3) + a * W + b * (W @ W)
 
 
 def left_jacobian(rvec: np.ndarray) -> np.ndarray:
     """``[N, 3] -> [N, 3, 3]``: ``exp(omega + d) ~ exp(J_l d) exp(omega)``."""
     theta = np.linalg.norm(rvec, axis=-1)[..., None, None]
-    W = _skew(rvec)
+    W = skew(rvec)
     small = theta < 1e-6
     t = np.where(small, 1.0, theta)
     a = np.where(small, 0.5 - theta**2 / 24.0, (1.0 - np.cos(t)) / t**2)
     b = np.where(small, 1.0 / 6.0 - theta**2 / 120.0, (t - np.sin(t)) / t**3)
     return np.eye(3) + a * W + b * (W @ W)
-
-
-def rotation_vector(R: np.ndarray) -> np.ndarray:
-    """``[N, 3, 3] -> [N, 3]`` (log map; angles below pi)."""
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_matrix(R).as_rotvec()
-
-
-def rotation_angle_deg(R: np.ndarray) -> np.ndarray:
-    """``[N, 3, 3] -> [N]`` rotation angle in degrees."""
-    c = np.clip((np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
-    return np.degrees(np.arccos(c))
 
 
 # --------------------------------------------------------------------------- projection
@@ -203,7 +199,7 @@ def project(state: FitState, cx: float, cy: float, jacobians: bool = False):
     dP[..., 1, 1] = -s * inv_d
     dP[..., 1, 2] = b * swd2
     # d P / d omega = -[P]x J_l(omega)
-    dP_domega = -np.einsum("nkij,njl->nkil", _skew(P), left_jacobian(state.rvec))
+    dP_domega = -np.einsum("nkij,njl->nkil", skew(P), left_jacobian(state.rvec))
     Jf = np.zeros((N, K, 2, _P))
     Jf[..., 0:3] = dP @ dP_domega
     Jf[..., 0, 3] = inv_d
@@ -445,12 +441,13 @@ class _Problem:
         B = np.concatenate(
             [H_fs.transpose(0, 2, 1, 3).reshape(N * _P, 3 * K), H_fl.reshape(N * _P, 1)], 1
         )
-        if self.st.fixed_shape:
-            B[:, : 3 * K] = 0.0
-            C[: 3 * K, :] = 0.0
-            C[:, : 3 * K] = 0.0
-            C[: 3 * K, : 3 * K] = np.eye(3 * K)
-            g_g[: 3 * K] = 0.0
+        held = np.arange(3 * K) if self.st.fixed_shape else (np.arange(2, 3 * K, 3) if self.st.fixed_shape_depth else None)
+        if held is not None:  # no step along the held coordinates: the subproblem in the others
+            B[:, held] = 0.0
+            C[held, :] = 0.0
+            C[:, held] = 0.0
+            C[held, held] = 1.0
+            g_g[held] = 0.0
         A = _band_from_blocks(H_ff)
         g_f = g_f.ravel()
         self._add_smoothness(state, A, g_f)

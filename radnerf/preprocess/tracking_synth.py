@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from radnerf.geometry import rotation_from_euler_deg, rotation_matrix
 from radnerf.preprocess import face_shape
-from radnerf.preprocess.tracking_ba import rotation_matrix
 
 # Points the jaw carries when the mouth opens: chin and lower jaw, lower lips.
 _JAW_MOVING = tuple(range(4, 13)) + (55, 56, 57, 58, 59, 65, 66, 67)
@@ -42,15 +42,6 @@ class SyntheticClip:
     height: int
 
 
-def euler_deg(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
-    """``[N]`` x3 -> ``[N, 3, 3]``: R = Rz(roll) Rx(pitch) Ry(yaw), degrees."""
-    y, p, r = (np.radians(a) for a in (yaw, pitch, roll))
-    Ry = rotation_matrix(np.stack([0 * y, y, 0 * y], -1))
-    Rx = rotation_matrix(np.stack([p, 0 * p, 0 * p], -1))
-    Rz = rotation_matrix(np.stack([0 * r, 0 * r, r], -1))
-    return Rz @ Rx @ Ry
-
-
 def _motion(rng: np.random.Generator, n: int, amplitude: float, fps: float = 25.0) -> np.ndarray:
     """``[n]`` smooth random curve spanning about ``[-amplitude, amplitude]``."""
     t = np.arange(n) / fps
@@ -69,6 +60,8 @@ def make_clip(
     yaw: float = 25.0,
     pitch: float = 15.0,
     roll: float = 10.0,
+    yaw_offset: float = 0.0,
+    pitch_offset: float = 0.0,
     noise_px: float = 1.0,
     drop: float = 0.03,
     mouth: bool = True,
@@ -84,7 +77,8 @@ def make_clip(
         frames: number of frames.
         focal: true focal, pixels.
         size: image side, pixels (square, principal point in the centre).
-        yaw, pitch, roll: amplitude of each rotation, degrees.
+        yaw, pitch, roll: amplitude of each rotation, degrees (:mod:`radnerf.geometry`'s Euler angles).
+        yaw_offset, pitch_offset: constant yaw and pitch the head holds, degrees (0: frontal).
         noise_px: standard deviation of the landmark noise, pixels.
         drop: share of frames dropped (no landmarks).
         mouth: open and close the mouth.
@@ -105,7 +99,9 @@ def make_clip(
         shape[:, 0] -= shape[:, 0].mean() - base[:, 0].mean()
     shape = np.asarray(shape, float)
 
-    Rh = euler_deg(_motion(rng, frames, yaw), _motion(rng, frames, pitch), _motion(rng, frames, roll))
+    Rh = rotation_from_euler_deg(
+        _motion(rng, frames, yaw) + yaw_offset, _motion(rng, frames, pitch) + pitch_offset, _motion(rng, frames, roll)
+    )
     width = np.ptp(shape[:, 0])
     depth = focal * width / face_px
     depth = depth * (1 + 0.05 * _motion(rng, frames, 1.0))

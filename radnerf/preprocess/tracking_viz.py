@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from radnerf.preprocess.tracking import Tracking
+from radnerf.geometry import EULER_CONVENTION, euler_deg
+from radnerf.preprocess.tracking_ba import Tracking
 
 _GIZMO_M = 0.08  # axis length, metres
 
@@ -48,25 +47,38 @@ def write_overlay(path: Path, rgb: np.ndarray, tr: Tracking, i: int) -> None:
     write_rgb(path, overlay(rgb, tr, i), quality=90)
 
 
+POSE_LABELS = (
+    "yaw (+: face turns to image right)",
+    "pitch (+: chin down)",
+    "roll (+: counter-clockwise in image)",
+)
+"""Legend of the three angle curves: :func:`radnerf.geometry.euler_deg`'s signs."""
+POSE_TITLE = f"head pose seen from the camera: {EULER_CONVENTION}"
+"""Which convention the angle curves plot."""
+
+
 def plot_pose_curves(path: Path, tr: Tracking, fps: float = 25.0) -> None:
-    """Yaw, pitch, roll (degrees) and camera-space position (cm) over time; filled and flagged frames marked."""
+    """Yaw, pitch, roll (degrees) and camera-space position (cm) over time; filled and flagged frames marked.
+
+    The angles are :func:`radnerf.geometry.euler_deg` of the head-to-camera rotations, the
+    same numbers as ``track/report.json``'s ``pose_deg``; the figure names the convention.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from radnerf.preprocess.tracking import euler_deg
-
     ang = euler_deg(tr.R)
     time_s = np.arange(len(ang)) / fps
-    fig, axes = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    for j, name in enumerate(("yaw", "pitch", "roll")):
+    fig, axes = plt.subplots(2, 1, figsize=(10, 6.4), sharex=True)
+    for j, name in enumerate(POSE_LABELS):
         axes[0].plot(time_s, ang[:, j], lw=1, label=name)
     axes[0].set_ylabel("degrees")
-    for j, name in enumerate(("x", "y", "z + mean depth")):
+    axes[0].set_title(POSE_TITLE, fontsize=9)
+    for j, name in enumerate(("x (right)", "y (up)", "z + mean depth (toward the camera)")):
         v = tr.t[:, j] - (tr.t[:, 2].mean() if j == 2 else 0.0)
         axes[1].plot(time_s, 100 * v, lw=1, label=name)
-    axes[1].set_ylabel("cm (camera frame)")
+    axes[1].set_ylabel("cm (OpenGL camera frame)")
     axes[1].set_xlabel("seconds")
     for ax in axes:
         for i in np.flatnonzero(~tr.used):
@@ -75,7 +87,7 @@ def plot_pose_curves(path: Path, tr: Tracking, fps: float = 25.0) -> None:
             ax.axvline(time_s[i], color="red", lw=0.8)
         ax.legend(loc="upper right", fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].set_title(f"head pose, focal {tr.focal:.0f} px (grey: filled from neighbours, red: flagged jumps)")
+    fig.suptitle(f"head pose, focal {tr.focal:.0f} px (grey: filled from neighbours, red: flagged jumps)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -51,15 +51,17 @@ def person(tmp_path, monkeypatch):
 
 def test_writes_windows_and_manifest_then_skips(person):
     cfg, root, built = person
-    out = extract_person_features(cfg)
-    assert out == root / "aud_ph.npy" == feature_path(cfg)
+    res = extract_person_features(cfg)
+    out = res.output
+    assert out == root / "aud_ph.npy" == feature_path(cfg) and res.stage == "audio_ph" and not res.skipped
     feats = np.load(out)
     assert feats.shape == (30, 16, 2) and feats.dtype == np.float32
     manifest = json.loads((root / "manifests" / "audio_ph.json").read_text())
     assert manifest["shape"] == [30, 16, 2] and manifest["settings"]["backend"] == "offline"
     assert not list((root / ".staging").iterdir())  # nothing left behind
     mtime = out.stat().st_mtime_ns
-    assert extract_person_features(cfg) == out and built == ["offline"]  # unchanged inputs: no work
+    again = extract_person_features(cfg)
+    assert again.output == out and again.skipped and built == ["offline"]  # unchanged inputs: no work
     assert out.stat().st_mtime_ns == mtime
 
 
@@ -82,17 +84,32 @@ def test_matches_library_api(person):
     from radnerf.audio import extract_features
 
     cfg, root, _ = person
-    out = np.load(extract_person_features(cfg))
+    out = np.load(extract_person_features(cfg).output)
     np.testing.assert_array_equal(out, extract_features(root / "aud.wav", cfg.audio_features, backend=EnergyBackend()))
 
 
 def test_foreign_file_is_not_replaced_without_overwrite(person):
     cfg, root, _ = person
     np.save(root / "aud_ph.npy", np.zeros((1, 16, 2), np.float32))
-    with pytest.raises(StageOutputExistsError):
+    with pytest.raises(StageOutputExistsError, match=r"shape \[1, 16, 2\] does not fit"):
         extract_person_features(cfg)
     cfg.overwrite = True
-    assert np.load(extract_person_features(cfg)).shape == (30, 16, 2)
+    assert np.load(extract_person_features(cfg).output).shape == (30, 16, 2)
+
+
+def test_foreign_file_that_fits_is_used_as_it_is(person):
+    """A RAD-NeRF dataset's feature file of the right shape: adopted, never recomputed without overwrite."""
+    cfg, root, built = person
+    theirs = np.random.default_rng(1).standard_normal((30, 16, 2)).astype(np.float32)
+    np.save(root / "aud_ph.npy", theirs)
+    res = extract_person_features(cfg)
+    assert res.adopted and res.output == root / "aud_ph.npy"
+    np.testing.assert_array_equal(np.load(res.output), theirs)
+    assert json.loads((root / "manifests" / "audio_ph.json").read_text())["imported"] is True
+    assert extract_person_features(cfg).adopted
+    np.save(root / "aud_ph.npy", np.zeros((30, 16, 5), np.float32))  # another backend's features
+    with pytest.raises(StageOutputExistsError, match=r"shape \[30, 16, 5\] does not fit \[30, 16, 2\]"):
+        extract_person_features(cfg)
 
 
 def test_needs_ingest_first(tmp_path):
@@ -106,7 +123,7 @@ def test_accepts_a_composed_omegaconf_config(person):
     from omegaconf import OmegaConf
 
     cfg, root, _ = person
-    out = extract_person_features(OmegaConf.structured(cfg))
+    out = extract_person_features(OmegaConf.structured(cfg)).output
     assert np.load(out).shape == (30, 16, 2)
     manifest = json.loads((root / "manifests" / "audio_ph.json").read_text())
     assert manifest["settings"]["window"] == 16
@@ -119,7 +136,7 @@ def test_real_offline_backend_on_ingested_speech(tmp_path, speech_8s):
     x = speech_8s[: 640 * 100]  # 100 frames, 4 s
     write_wav(root / "aud.wav", x, 16000)
     cfg = RootConfig(person="carol", paths=PathsConfig(artifacts=str(tmp_path)))
-    out = np.load(extract_person_features(cfg))
+    out = np.load(extract_person_features(cfg).output)
     assert out.shape == (100, 16, 53)
     phones = out[:, 8, :41]
     np.testing.assert_allclose(phones.sum(1), 1.0, atol=1e-6)
@@ -169,7 +186,7 @@ def test_transformers_checkpoint_from_paths_weights(tmp_path, monkeypatch, tiny_
     with pytest.raises(MissingWeightsError, match="hubert-large"):
         extract_person_features(cfg)
     cfg.paths.weights = str(folder)
-    out = extract_person_features(cfg)
+    out = extract_person_features(cfg).output
     assert out == root / "aud_hu.npy" and np.load(out).shape == (30, 16, 16)
     tools = json.loads((root / "manifests" / "audio_hu.json").read_text())["tools"]
     assert tools["transformers"] and tools["torch"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from radnerf.errors import InputError
+from radnerf.config import ModelConfig, PathsConfig, RadNerfConfig, TrackConfig
+from radnerf.errors import InputError, StageOutputExistsError
+from radnerf.geometry import euler_deg, pose_angles_deg, rotation_from_euler_deg
 from radnerf.preprocess import face_shape
 from radnerf.preprocess import tracking as T
 from radnerf.preprocess import tracking_ba as ba
@@ -37,11 +38,14 @@ def test_mean_shape_is_symmetric_metric_and_golden():
 
 
 def test_head_box_holds_the_face_and_fits_radnerf_bound():
-    box = T.head_box(face_shape.MEAN_SHAPE)
+    box = T.head_box(face_shape.MEAN_SHAPE, ModelConfig().pose_scale)
     lo, hi = np.array(box["min"]), np.array(box["max"])
     assert (lo <= face_shape.MEAN_SHAPE.min(0)).all() and (hi >= face_shape.MEAN_SHAPE.max(0)).all()
     assert hi[1] - lo[1] > 0.22  # chin to the top of the skull
     assert box["bound_at_scale_4"] <= 1.0  # inside RAD-NeRF's default --bound 1 at --scale 4
+    # Another model.pose_scale: the key names the scale the bound is for.
+    other = T.head_box(face_shape.MEAN_SHAPE, 2.5)
+    assert "bound_at_scale_4" not in other and other["bound_at_scale_2.5"] == pytest.approx(box["bound_at_scale_4"] * 2.5 / 4, abs=2e-3)
 
 
 # --------------------------------------------------------------------------- solver internals
@@ -100,7 +104,7 @@ def test_projection_is_the_pinhole_of_camera_from_head():
 
 def test_normal_equations_gradient_matches_the_cost():
     clip = make_clip(frames=6, noise_px=1.0, drop=0.0, seed=2)
-    st = T._settings(T.TrackConfig(), 512, 512, None)
+    st = T._settings(TrackConfig(), 512, 512, None)
     state = ba.initial_state(clip.lms, clip.valid, face_shape.MEAN_SHAPE, st.point_weights, 1000.0)
     state.rvec += 0.03
     prob = ba._Problem(clip.lms, clip.valid, 256, 256, face_shape.MEAN_SHAPE, st, float(np.exp(state.logs.mean())))
@@ -125,26 +129,13 @@ def test_normal_equations_gradient_matches_the_cost():
         assert num == pytest.approx(g[i], rel=1e-4, abs=1e-2)
 
 
-def test_rotation_round_trip_and_camera_to_world_inverts():
-    rng = np.random.default_rng(3)
-    rv = rng.normal(size=(20, 3)) * 0.8
-    R = ba.rotation_matrix(rv)
-    np.testing.assert_allclose(R @ R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
-    np.testing.assert_allclose(ba.rotation_vector(R), rv, atol=1e-9)
-    t = rng.normal(size=(20, 3))
-    c2w = T.camera_to_world(R, t)
-    w2c = np.tile(np.eye(4), (20, 1, 1))
-    w2c[:, :3, :3], w2c[:, :3, 3] = R, t
-    np.testing.assert_allclose(c2w @ w2c, np.broadcast_to(np.eye(4), c2w.shape), atol=1e-12)
-
-
 # --------------------------------------------------------------------------- accuracy (the issue's numbers)
 
 
 @pytest.mark.parametrize("focal", [600.0, 1200.0])
 def test_synthetic_accuracy_1px(focal):
     clip = make_clip(frames=500, focal=focal, noise_px=1.0, drop=0.03, seed=11)
-    tr = T.track_landmarks(clip.lms, 512, 512, T.TrackConfig(**FAST), valid=clip.valid)
+    tr = T.track_landmarks(clip.lms, 512, 512, TrackConfig(**FAST), valid=clip.valid)
     err = rotation_errors_deg(clip.R, tr.R)
     assert np.median(err) <= 0.5
     assert err.max() <= 1.5  # dropped frames included: they are filled from neighbours
@@ -156,14 +147,14 @@ def test_synthetic_accuracy_1px(focal):
 @pytest.mark.parametrize("focal", [600.0, 1200.0])
 def test_synthetic_accuracy_2px(focal):
     clip = make_clip(frames=500, focal=focal, noise_px=2.0, drop=0.03, seed=12)
-    tr = T.track_landmarks(clip.lms, 512, 512, T.TrackConfig(**FAST), valid=clip.valid)
+    tr = T.track_landmarks(clip.lms, 512, 512, TrackConfig(**FAST), valid=clip.valid)
     err = rotation_errors_deg(clip.R, tr.R)
     assert np.median(err) <= 1.0
 
 
 def test_synthetic_translation_is_metric_up_to_the_shape_scale():
     clip = make_clip(frames=120, focal=900.0, noise_px=0.5, drop=0.0, seed=13)
-    tr = T.track_landmarks(clip.lms, 512, 512, T.TrackConfig(**FAST, focal=900.0))
+    tr = T.track_landmarks(clip.lms, 512, 512, TrackConfig(**FAST, focal=900.0))
     # Depth is known only up to the person's size relative to the generic face (a few percent).
     ratio = tr.t[:, 2] / clip.t[:, 2]
     assert np.std(ratio) / np.mean(ratio) < 0.01
@@ -172,16 +163,53 @@ def test_synthetic_translation_is_metric_up_to_the_shape_scale():
 
 def test_focal_profile_tells_a_constrained_clip_from_a_still_one(caplog):
     moving = make_clip(frames=200, focal=600.0, noise_px=1.0, drop=0.0, seed=14)
-    tr = T.track_landmarks(moving.lms, 512, 512, T.TrackConfig(overlay_frames=0, plots=False))
+    tr = T.track_landmarks(moving.lms, 512, 512, TrackConfig(overlay_frames=0, plots=False))
     assert tr.report["focal"]["constrained_by_clip"]
     prof = {round(r["focal_px"] / tr.focal, 1): r["relative_cost"] for r in tr.report["focal"]["profile"]}
     assert prof[1.0] == 1.0 and min(prof[0.5], prof[2.0]) > 1.01
 
     small = make_clip(frames=200, focal=600.0, noise_px=1.0, drop=0.0, yaw=6, pitch=5, roll=3, seed=15)
     with caplog.at_level(logging.WARNING):
-        tr = T.track_landmarks(small.lms, 512, 512, T.TrackConfig(overlay_frames=0, plots=False))
+        tr = T.track_landmarks(small.lms, 512, 512, TrackConfig(overlay_frames=0, plots=False))
     assert not tr.report["focal"]["constrained_by_clip"]
     assert "barely constrains the focal" in caplog.text
+
+
+# --------------------------------------------------------------------------- pose angles (radnerf.geometry's convention)
+
+
+@pytest.mark.parametrize("yaw,pitch", [(20.0, 0.0), (0.0, 15.0), (-10.0, -10.0)])
+def test_pose_angles_are_absolute_and_the_transforms_say_the_same(yaw, pitch):
+    """A head held turned or tipped reads those angles (not only their changes), in report, plot and transforms."""
+    clip = make_clip(frames=200, focal=900.0, yaw=10, pitch=6, roll=4, drop=0.0, seed=50, yaw_offset=yaw, pitch_offset=pitch)
+    tr = T.track_landmarks(clip.lms, 512, 512, TrackConfig(**FAST))
+    truth, est = euler_deg(clip.R), euler_deg(tr.R)
+    np.testing.assert_allclose(truth.mean(0), [yaw, pitch, 0.0], atol=1e-9)
+    # The person's own shape differs from the generic one by a few mm: a degree or two of offset.
+    assert np.abs(est - truth).max() < 3.0
+    for j, name in enumerate(("yaw", "pitch", "roll")):
+        assert tr.report["pose_deg"][name]["min"] == pytest.approx(est[:, j].min(), abs=1e-3)
+        assert tr.report["pose_deg"][name]["max"] == pytest.approx(est[:, j].max(), abs=1e-3)
+    train, val = T.transforms(tr)
+    c2w = np.array([f["transform_matrix"] for f in train["frames"] + val["frames"]])
+    np.testing.assert_allclose(pose_angles_deg(c2w), est, atol=1e-5)
+
+
+def test_still_head_warning_quotes_the_report_and_keeps_the_face_frontal(caplog):
+    """The demo's frontal portrait (no head motion) read a constant pitch of -30 degrees: with the
+    face's depth free the shape absorbed a tipped head. A still head keeps the generic depth."""
+    import re
+
+    clip = make_clip(frames=120, focal=700.0, yaw=0.5, pitch=0.5, roll=5.0, noise_px=1.0, drop=0.0, seed=30)
+    with caplog.at_level(logging.WARNING):
+        tr = T.track_landmarks(clip.lms, 512, 512, TrackConfig(**FAST))
+    m = re.search(r"yaw range ([\d.]+), pitch range ([\d.]+) degrees", caplog.text)
+    assert m, caplog.text
+    motion = tr.report["motion_range_deg"]
+    assert float(m.group(1)) == round(motion["yaw"], 1) and float(m.group(2)) == round(motion["pitch"], 1)
+    assert tr.report["shape_depth"].startswith("generic")
+    assert np.abs(euler_deg(tr.R)[:, :2]).max() < 4.0  # frontal: yaw and pitch near 0
+    assert np.abs(tr.shape[:, 2] - face_shape.MEAN_SHAPE[:, 2]).max() < 1e-9
 
 
 # --------------------------------------------------------------------------- bad input
@@ -189,7 +217,7 @@ def test_focal_profile_tells_a_constrained_clip_from_a_still_one(caplog):
 
 def test_fixed_focal_is_used_as_is():
     clip = make_clip(frames=80, focal=1000.0, seed=16)
-    tr = T.track_landmarks(clip.lms, 512, 512, T.TrackConfig(**FAST, focal=777.0), valid=clip.valid)
+    tr = T.track_landmarks(clip.lms, 512, 512, TrackConfig(**FAST, focal=777.0), valid=clip.valid)
     assert tr.focal == 777.0
     assert tr.report["focal"]["source"] == "fixed (track.focal)"
 
@@ -199,13 +227,13 @@ def test_too_few_frames_is_a_clear_error():
     valid = np.zeros(60, bool)
     valid[:10] = True
     with pytest.raises(InputError, match="only 10 of 60 frames"):
-        T.track_landmarks(clip.lms, 512, 512, T.TrackConfig(**FAST), valid=valid)
+        T.track_landmarks(clip.lms, 512, 512, TrackConfig(**FAST), valid=valid)
 
 
 def test_no_head_motion_assumes_the_prior_focal_and_says_so(caplog):
     clip = make_clip(frames=100, focal=600.0, yaw=0.5, pitch=0.5, roll=0.5, seed=18)
     with caplog.at_level(logging.WARNING):
-        tr = T.track_landmarks(clip.lms, 512, 512, T.TrackConfig(**FAST), valid=clip.valid)
+        tr = T.track_landmarks(clip.lms, 512, 512, TrackConfig(**FAST), valid=clip.valid)
     assert tr.focal == pytest.approx(1024.0)  # 2 x the longer side
     assert tr.report["focal"]["source"].startswith("assumed")
     assert "focal is unconstrained" in caplog.text and "1024" in caplog.text
@@ -213,15 +241,13 @@ def test_no_head_motion_assumes_the_prior_focal_and_says_so(caplog):
 
 def test_a_cut_is_flagged_and_left_out_of_the_transforms():
     clip = make_clip(frames=200, focal=900.0, yaw=10, pitch=5, roll=3, drop=0.0, seed=19)
-    from radnerf.preprocess.tracking_synth import euler_deg
-
     # Frames 120.. come from another shot: the head is suddenly turned 40 degrees.
     lms = clip.lms.copy()
 
-    Rcut = euler_deg(np.full(80, 40.0), np.zeros(80), np.zeros(80)) @ clip.R[120:]
+    Rcut = rotation_from_euler_deg(np.full(80, 40.0), np.zeros(80), np.zeros(80)) @ clip.R[120:]
     cam = np.einsum("nij,kj->nki", Rcut, clip.shape) + clip.t[120:, None]
     lms[120:] = np.stack([256 + 900 * cam[..., 0] / -cam[..., 2], 256 - 900 * cam[..., 1] / -cam[..., 2]], -1)
-    tr = T.track_landmarks(lms, 512, 512, T.TrackConfig(**FAST))
+    tr = T.track_landmarks(lms, 512, 512, TrackConfig(**FAST))
     assert 120 in tr.flagged and len(tr.flagged) <= 3
     train, val = T.transforms(tr)
     ids = [f["img_id"] for f in train["frames"] + val["frames"]]
@@ -234,14 +260,14 @@ def test_landmarks_that_jump_everywhere_are_a_clear_error():
     lms[::2] = lms[::2, ::-1]  # every other frame the points are scrambled (another face, a broken detector)
     lms[::2] += np.random.default_rng(0).normal(scale=30, size=lms[::2].shape)
     with pytest.raises(InputError):
-        T.track_landmarks(lms, 512, 512, T.TrackConfig(**FAST))
+        T.track_landmarks(lms, 512, 512, TrackConfig(**FAST))
 
 
 def test_a_glitched_frame_is_refitted_from_its_neighbours():
     clip = make_clip(frames=150, focal=900.0, drop=0.0, seed=22)
     lms = clip.lms.copy()
     lms[70] = lms[70] + np.random.default_rng(1).normal(scale=25, size=(68, 2))
-    tr = T.track_landmarks(lms, 512, 512, T.TrackConfig(**FAST))
+    tr = T.track_landmarks(lms, 512, 512, TrackConfig(**FAST))
     assert 70 in tr.report["outlier_frames"]
     err = rotation_errors_deg(clip.R, tr.R)
     assert err[70] < 1.5
@@ -252,7 +278,7 @@ def test_a_glitched_frame_is_refitted_from_its_neighbours():
 
 def test_transforms_follow_radnerf_format_and_camera_convention():
     clip = make_clip(frames=110, focal=1000.0, noise_px=0.0, drop=0.0, mouth=False, seed=23)
-    tr = T.track_landmarks(clip.lms, 512, 512, T.TrackConfig(**FAST, focal=1000.0))
+    tr = T.track_landmarks(clip.lms, 512, 512, TrackConfig(**FAST, focal=1000.0))
     eye = np.linspace(0.1, 0.3, 110)
     train, val = T.transforms(tr, eye)
     assert len(train["frames"]) == 100 and len(val["frames"]) == 10  # int(110 * 10 / 11)
@@ -312,10 +338,10 @@ def _person(tmp_path: Path, frames: int = 40, seed: int = 24):
         if i != 5:  # frame 5: no face found
             np.savetxt(root / "ori_imgs" / f"{i}.lms", clip.lms[i], "%f")
     (root / "manifests" / "ingest.json").write_text(json.dumps({"frames": frames, "width": 128, "height": 128, "fps": 25}))
-    cfg = SimpleNamespace(
+    cfg = RadNerfConfig(
         person="alice",
-        paths=SimpleNamespace(artifacts=str(tmp_path / "artifacts")),
-        track=T.TrackConfig(focal_profile=False, overlay_frames=2, min_frames=10),
+        paths=PathsConfig(artifacts=str(tmp_path / "artifacts")),
+        track=TrackConfig(focal_profile=False, overlay_frames=2, min_frames=10),
     )
     return cfg, root, clip
 
@@ -323,7 +349,7 @@ def _person(tmp_path: Path, frames: int = 40, seed: int = 24):
 def test_stage_writes_radnerf_files_report_and_pictures_then_skips(tmp_path):
     cfg, root, _ = _person(tmp_path)
     out = T.track(cfg)
-    assert out == root
+    assert out.root == root and out.output == root / "transforms_train.json" and not out.skipped
     train = json.loads((root / "transforms_train.json").read_text())
     val = json.loads((root / "transforms_val.json").read_text())
     assert len(train["frames"]) + len(val["frames"]) == 40 and len(val["frames"]) == 40 - int(40 * 10 / 11)
@@ -338,9 +364,9 @@ def test_stage_writes_radnerf_files_report_and_pictures_then_skips(tmp_path):
     assert not list((root / ".staging").iterdir())
 
     before = (root / "transforms_train.json").stat().st_mtime_ns
-    T.track(cfg)
+    assert T.track(cfg).skipped
     assert (root / "transforms_train.json").stat().st_mtime_ns == before  # unchanged inputs: nothing to do
-    cfg.track = T.TrackConfig(focal_profile=False, overlay_frames=0, min_frames=10, focal=500.0)
+    cfg.track = TrackConfig(focal_profile=False, overlay_frames=0, min_frames=10, focal=500.0)
     T.track(cfg)
     assert json.loads((root / "transforms_train.json").read_text())["focal_len"] == 500.0
 
@@ -359,9 +385,11 @@ def test_stage_uses_a_radnerf_dataset_as_is(tmp_path):
     theirs = {"focal_len": 1200.0, "cx": 64.0, "cy": 64.0, "frames": [{"img_id": 0, "aud_id": 0, "transform_matrix": np.eye(4).tolist()}]}
     for split in ("train", "val"):
         (root / f"transforms_{split}.json").write_text(json.dumps(theirs))
-    assert T.track(cfg) == root
+    res = T.track(cfg)
+    assert res.root == root and res.adopted
     assert json.loads((root / "transforms_train.json").read_text()) == theirs
     assert not (root / "track").exists()
+    assert T.track(cfg).adopted  # and on every later run: never refitted over without overwrite
 
 
 def test_stage_converts_track_params_pt(tmp_path):
@@ -369,9 +397,31 @@ def test_stage_converts_track_params_pt(tmp_path):
     cfg, root, _ = _person(tmp_path)
     torch.save({"focal": torch.tensor([1100.0]), "euler": torch.zeros(11, 3), "trans": torch.tensor([[0.0, 0.0, -5.0]] * 11)},
                root / "track_params.pt")
-    T.track(cfg)
+    assert T.track(cfg).adopted
     train = json.loads((root / "transforms_train.json").read_text())
     assert train["focal_len"] == pytest.approx(1100.0) and len(train["frames"]) == 10
+
+
+def test_stage_refuses_foreign_transforms_it_cannot_use(tmp_path):
+    cfg, root, _ = _person(tmp_path)
+    (root / "transforms_train.json").write_text(json.dumps({"focal_len": 1200.0, "frames": []}))
+    with pytest.raises(StageOutputExistsError, match="did not write .*transforms_val.json missing"):
+        T.track(cfg)  # half a dataset
+    (root / "transforms_val.json").write_text(json.dumps({"focal_len": 1200.0, "frames": []}))
+    with pytest.raises(InputError, match="not a RAD-NeRF transforms file .*missing cx, cy"):
+        T.track(cfg)
+    assert not (root / "manifests" / "track.json").exists()
+    cfg.overwrite = True  # fits its own poses over them
+    res = T.track(cfg)
+    assert not res.adopted and len(json.loads((root / "transforms_train.json").read_text())["frames"]) == 36
+
+
+def test_stage_report_names_the_model_pose_scale(tmp_path):
+    cfg, root, _ = _person(tmp_path)
+    cfg.model = ModelConfig(pose_scale=2.0)
+    T.track(cfg)
+    box = json.loads((root / "track" / "report.json").read_text())["head_box_m"]
+    assert set(box) == {"min", "max", "bound_at_scale_2"}
 
 
 def test_stage_without_landmarks_is_a_clear_error(tmp_path):
@@ -382,18 +432,12 @@ def test_stage_without_landmarks_is_a_clear_error(tmp_path):
         T.track(cfg)
 
 
-def test_track_config_from_a_dict_keeps_defaults():
-    c = T.track_config({"track": {"focal": 900.0}})
-    assert c.focal == 900.0 and c.smooth_rotation == T.TrackConfig().smooth_rotation
-    assert T.track_config(SimpleNamespace()) == T.TrackConfig()
-
-
 def test_stage_is_redone_for_new_code(tmp_path, monkeypatch):
     """A new radnerf or a new fit can move the poses: the finished track is not up to date any more."""
     import radnerf
 
     cfg, root, _ = _person(tmp_path)
-    cfg.track = T.TrackConfig(focal_profile=False, overlay_frames=0, plots=False, min_frames=10)
+    cfg.track = TrackConfig(focal_profile=False, overlay_frames=0, plots=False, min_frames=10)
     fits = []
     real_fit = T.track_landmarks
     monkeypatch.setattr(T, "track_landmarks", lambda *a, **k: fits.append(1) or real_fit(*a, **k))

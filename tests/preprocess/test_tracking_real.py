@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from radnerf.config import TrackConfig
 from radnerf.preprocess import tracking as T
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared"
@@ -51,7 +52,7 @@ def katie(tmp_path_factory):
 def test_real_clip_reprojection_and_jitter(katie):
     lms, _ = katie
     assert np.isfinite(lms).all(axis=(1, 2)).mean() > 0.95
-    tr = T.track_landmarks(lms, 512, 512, T.TrackConfig(overlay_frames=0, plots=False))
+    tr = T.track_landmarks(lms, 512, 512, TrackConfig(overlay_frames=0, plots=False))
     rep = tr.report
     assert rep["reprojection_px"]["rigid_median"] <= 1.5
     assert rep["reprojection_px"]["rigid_p90"] <= 3.0
@@ -69,7 +70,7 @@ def test_real_clip_fits_as_well_at_any_reasonable_focal(katie):
     lms, _ = katie
     medians = []
     for f in (400.0, 1000.0, 3000.0):
-        tr = T.track_landmarks(lms, 512, 512, T.TrackConfig(focal=f, overlay_frames=0, plots=False))
+        tr = T.track_landmarks(lms, 512, 512, TrackConfig(focal=f, overlay_frames=0, plots=False))
         assert tr.focal == f
         medians.append(tr.report["reprojection_px"]["rigid_median"])
     assert max(medians) - min(medians) < 0.15
@@ -80,7 +81,7 @@ def test_real_clip_overlay_and_curves(katie, tmp_path):
     from radnerf.preprocess import tracking_viz
 
     lms, frames = katie
-    tr = T.track_landmarks(lms, 512, 512, T.TrackConfig(focal_profile=False))
+    tr = T.track_landmarks(lms, 512, 512, TrackConfig(focal_profile=False))
     img = read_rgb(frames / "100.jpg")
     over = tracking_viz.overlay(img, tr, 100, lms[100])
     assert over.shape == img.shape and (over != img).any()
@@ -88,3 +89,24 @@ def test_real_clip_overlay_and_curves(katie, tmp_path):
     assert np.linalg.norm(tr.projected[100, 30] - lms[100, 30]) < 4.0
     tracking_viz.plot_pose_curves(tmp_path / "curves.png", tr)
     assert (tmp_path / "curves.png").stat().st_size > 10_000
+
+
+def test_demo_portrait_reads_frontal(talking_clip, tmp_path):
+    """The demo's portrait only tilts in the image plane (roll, as the sample generator turns it):
+    its pose curves must read a frontal head, not the constant pitch of -30 degrees they once did."""
+    from radnerf.demo.sample import _head_motion
+    from radnerf.geometry import euler_deg
+    from radnerf.media import extract_frames
+    from radnerf.media.images import image_size
+
+    n, _ = extract_frames(talking_clip, tmp_path, fps=25, stream_start=0.0)
+    lms = dlib_landmarks(tmp_path, n)
+    width, height = image_size(tmp_path / "0.jpg")
+    tr = T.track_landmarks(lms, width, height, TrackConfig(overlay_frames=0, plots=False))
+    ang = euler_deg(tr.R)
+    assert np.abs(np.median(ang[:, :2], axis=0)).max() < 10.0  # yaw and pitch: frontal
+    assert np.ptp(ang[:, 1]) < 5.0
+    # Roll follows the generator's in-plane turn (counter-clockwise positive), up to the photo's own tilt.
+    turn = _head_motion(n, 0)[:, 0]
+    assert np.corrcoef(ang[:, 2], turn)[0, 1] > 0.98
+    assert np.polyfit(turn, ang[:, 2], 1)[0] == pytest.approx(1.0, abs=0.1)
