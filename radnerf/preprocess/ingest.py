@@ -146,10 +146,12 @@ def ingest(cfg: RadNerfConfig) -> StageResult:
             hint="use a longer clip (RAD-NeRF learns a person from 3-5 minutes) or lower ingest.min_duration",
         )
 
-    source = {"path": str(src.resolve()), "sha256": sha256_file(src), "size_bytes": src.stat().st_size}
+    # Paths as given (relative to where radnerf runs), not resolved: the manifest is a DVC
+    # output, and the same clip ingested in another clone must give the same bytes.
+    source = {"path": str(src), "sha256": sha256_file(src), "size_bytes": src.stat().st_size}
     audio_source = None
     if cfg.audio:
-        audio_source = {"path": str(audio_src.resolve()), "sha256": sha256_file(audio_src)}
+        audio_source = {"path": str(audio_src), "sha256": sha256_file(audio_src)}
     paths = PersonPaths.for_person(cfg.paths.artifacts, person)
     plan = StagePlan(
         STAGE, OUTPUTS,
