@@ -40,13 +40,13 @@ A folder already processed by RAD-NeRF or ER-NeRF (its own
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, replace
 
 import numpy as np
 
 from radnerf.config import ModelConfig, RadNerfConfig, TrackConfig
 from radnerf.errors import InputError
+from radnerf.formats.arrays import write_npz
 from radnerf.formats.frames import frame_count, frame_size
 from radnerf.formats.landmarks import load_landmarks
 from radnerf.formats.manifests import read_manifest
@@ -243,7 +243,6 @@ def track_landmarks(
         InputError: too few usable frames, or too many frames with pose jumps.
     """
     c = c or TrackConfig()
-    started = time.time()
     lms = np.asarray(lms, float)
     N = lms.shape[0]
     if lms.shape[1:] != (68, 2):
@@ -422,7 +421,6 @@ def track_landmarks(
             "calibration_iterations": calib.iterations,
             "pose_iterations": res.iterations,
             "cost": round(res.cost, 3),
-            "seconds": round(time.time() - started, 3),
         },
     }
     # A focal that was given (or assumed) is written exactly, not through exp(log(f)).
@@ -615,7 +613,7 @@ def track(cfg: RadNerfConfig) -> StageResult:
             out.mkdir()
             split = {"train": len(train["frames"]), "val": len(val["frames"])}
             write_json_atomic(out / "report.json", dict(tr.report, eye_ratio_source=eye_source, split=split))
-            np.savez(
+            write_npz(
                 out / "params.npz", R=tr.R, t=tr.t, focal=tr.focal, cx=tr.cx, cy=tr.cy, shape=tr.shape,
                 used=tr.used, flagged=np.array(tr.flagged, int), eye_ratio=eye,
             )
