@@ -46,7 +46,6 @@ import numpy as np
 
 from radnerf.config import ModelConfig, RadNerfConfig, TrackConfig
 from radnerf.errors import InputError
-from radnerf.formats.arrays import write_npz
 from radnerf.formats.frames import frame_count, frame_size
 from radnerf.formats.landmarks import load_landmarks
 from radnerf.formats.manifests import read_manifest
@@ -613,7 +612,7 @@ def track(cfg: RadNerfConfig) -> StageResult:
             out.mkdir()
             split = {"train": len(train["frames"]), "val": len(val["frames"])}
             write_json_atomic(out / "report.json", dict(tr.report, eye_ratio_source=eye_source, split=split))
-            write_npz(
+            np.savez(  # reproducible: zip entries get ZipInfo's fixed 1980 date
                 out / "params.npz", R=tr.R, t=tr.t, focal=tr.focal, cx=tr.cx, cy=tr.cy, shape=tr.shape,
                 used=tr.used, flagged=np.array(tr.flagged, int), eye_ratio=eye,
             )
