@@ -263,7 +263,7 @@ def publish_summary(cfg: RadNerfConfig, run: PersonRun) -> None:
 
 
 SUMMARY_METRICS = {
-    "frames", "width", "height", "duration", "interpolated_count", "competing_faces_count", "cut_frames_count",
+    "frames", "width", "height", "duration", "speech_share", "interpolated_count", "competing_faces_count", "cut_frames_count",
     "side_view_frames_count", "face_width", "unseen_share", "frames_without_neck_paint_count", "focal",
     "flagged_frames_count", "reprojection_px.rigid_median", "reprojection_px.rigid_p90",
 }

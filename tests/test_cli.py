@@ -59,3 +59,21 @@ def test_demo_end_to_end_twice(tmp_path):
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "up to date" in second.stdout
+
+
+def test_progress_bar_off_a_terminal_writes_the_start_and_a_line_per_tenth():
+    import io
+
+    from radnerf.cli import ProgressBar
+    from radnerf.stage_io import progress_to, report_progress
+
+    out = io.StringIO()
+    with progress_to(ProgressBar(out)):
+        for step in range(1, 101):
+            report_progress("train-head", step, 100, f"loss {1 / step:.3f}")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 11 and lines[0] == "train-head: 1/100 (1%) loss 1.000"
+    assert lines[1] == "train-head: 10/100 (10%) loss 0.100"
+    assert lines[-1] == "train-head: 100/100 (100%) loss 0.010"
+    report_progress("train-head", 1, 100)  # outside the block nobody listens: no error, no output
+    assert out.getvalue().splitlines() == lines
