@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -48,7 +47,7 @@ def feature_settings(fc: AudioFeaturesConfig) -> dict:
     return {k: s[k] for k in keep}
 
 
-def feature_path(cfg: Any) -> Path:
+def feature_path(cfg: RadNerfConfig) -> Path:
     """``<artifacts>/<person>/aud_<name>.npy`` for the root config ``cfg``."""
     return PersonPaths.for_person(cfg.paths.artifacts, cfg.person).audio_features(feature_name(cfg.audio_features))
 
@@ -98,7 +97,7 @@ def extract_person_features(cfg: RadNerfConfig) -> StageResult:
     """
     fc = cfg.audio_features
     paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
-    out_name = paths.audio_features(feature_name(fc)).name
+    out_name = paths.rel(feature_path(cfg))
     wav = paths.audio_wav
     if not wav.is_file():
         raise InputError(f"{wav} does not exist", hint=f"run `radnerf ingest person={cfg.person}` first")
