@@ -255,7 +255,7 @@ def publish_summary(cfg: RadNerfConfig, run: PersonRun) -> None:
     rows += [{"stage": name, "state": "not built yet"} for name in run.not_built]
     create_table_artifact(key=key, table=rows, description=f"radnerf pipeline of {run.person}")
     paths = PersonPaths.for_person(cfg.paths.artifacts, run.person)
-    images = sorted(paths.overlays.glob("*.jpg")) + sorted((paths.root / "track").glob("*.png"))
+    images = sorted(paths.overlays.glob("*.jpg")) + sorted(paths.track.glob("*.png"))
     if images:
         links = "\n".join(f"- [{p.name}]({p.resolve().as_uri()})" for p in images)
         create_markdown_artifact(key=f"{key}-overlays", markdown=f"# Overlays of {run.person}\n\n{links}",

@@ -134,6 +134,35 @@ class PersonPaths:
         """``transforms_train.json`` / ``transforms_val.json`` in RAD-NeRF's format."""
         return self.root / f"transforms_{split}.json"
 
+    @property
+    def track(self) -> Path:
+        """The fit's report, parameters and pictures (``track/``)."""
+        return self.root / "track"
+
+    @property
+    def track_report(self) -> Path:
+        """``track/report.json``: reprojection error, focal and how well the clip constrains it, jitter."""
+        return self.track / "report.json"
+
+    @property
+    def track_params(self) -> Path:
+        """``track/params.npz``: rotations, translations, focal, the person's 3D face shape."""
+        return self.track / "params.npz"
+
+    @property
+    def pose_curves(self) -> Path:
+        """``track/pose_curves.png``: yaw, pitch, roll and position over time."""
+        return self.track / "pose_curves.png"
+
+    def track_overlay(self, index: int) -> Path:
+        """``track/overlay_<i>.jpg``: frame ``i`` with the projected face shape and head axes."""
+        return self.track / f"overlay_{index}.jpg"
+
+    @property
+    def radnerf_track_params(self) -> Path:
+        """``track_params.pt``: RAD-NeRF's own face-tracking result, converted when no transforms exist."""
+        return self.root / "track_params.pt"
+
     # -- models -----------------------------------------------------------------
     @property
     def head(self) -> Path:

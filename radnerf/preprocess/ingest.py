@@ -41,7 +41,6 @@ from radnerf.stage_io import StagePlan, StageResult, StageWriter, run_stage, sha
 log = logging.getLogger(__name__)
 
 STAGE = "ingest"
-OUTPUTS = ("ori_imgs", "aud.wav")
 
 
 def _parse_crop(crop: str) -> Optional[str]:
@@ -154,10 +153,10 @@ def ingest(cfg: RadNerfConfig) -> StageResult:
         audio_source = {"path": str(audio_src), "sha256": sha256_file(audio_src)}
     paths = PersonPaths.for_person(cfg.paths.artifacts, person)
     plan = StagePlan(
-        STAGE, OUTPUTS,
+        STAGE, [paths.rel(paths.ori_imgs), paths.rel(paths.audio_wav)],
         settings=asdict(c),
         upstream={"video": source["sha256"], "audio": audio_source and audio_source["sha256"]},
-        shown=["ori_imgs"],
+        shown=[paths.rel(paths.ori_imgs)],
     )
 
     def another_video(previous: dict | None) -> None:
@@ -193,7 +192,7 @@ def ingest(cfg: RadNerfConfig) -> StageResult:
                 "force_divisible_by=2:flags=area"
             )
         written, ffmpeg_errors = extract_frames(
-            src, w.path("ori_imgs"), video_filter=",".join(vf), frames=planned, jpeg_quality=c.jpeg_quality
+            src, w.staged.ori_imgs, video_filter=",".join(vf), frames=planned, jpeg_quality=c.jpeg_quality
         )
         frames = planned
         lost = frames - written
@@ -217,9 +216,9 @@ def ingest(cfg: RadNerfConfig) -> StageResult:
                 "%s: audio covers only %.1f of %.1f s of video; the rest is silence",
                 audio_src.name, max(audio_seconds_available, 0.0), frames / c.fps,
             )
-        write_wav(w.path("aud.wav"), aligned, c.sample_rate)
+        write_wav(w.staged.audio_wav, aligned, c.sample_rate)
 
-        width, height = image_size(w.path("ori_imgs") / "0.jpg")
+        width, height = image_size(w.staged.frame(0))
         log.info("ingest: %d frames %dx%d at %d fps, %.2f s", frames, width, height, c.fps, frames / c.fps)
         return {
             "person": person,

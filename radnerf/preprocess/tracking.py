@@ -50,7 +50,7 @@ from radnerf.formats.frames import frame_count, frame_size
 from radnerf.formats.landmarks import load_landmarks
 from radnerf.formats.manifests import read_manifest
 from radnerf.formats.regions import read_regions
-from radnerf.formats.transforms import read_transforms, split_index
+from radnerf.formats.transforms import SPLITS, read_transforms, split_index
 from radnerf.geometry import euler_deg, radnerf_euler_to_rotation, rotation_angle_deg, rotation_matrix
 from radnerf.media import images
 from radnerf.paths import PersonPaths
@@ -80,7 +80,6 @@ from radnerf.stage_io import (
 log = logging.getLogger(__name__)
 
 STAGE = "track"
-OUTPUTS = ("transforms_train.json", "transforms_val.json", "track")
 ALGORITHM_VERSION = 2
 """Bumped when the fit changes the poses it writes, so finished tracks are redone
 (2: a clip without head motion keeps the generic face's depth)."""
@@ -499,7 +498,7 @@ def convert_track_params(paths: PersonPaths) -> bool:
     Raises:
         InputError: the file is not a readable ``track_params.pt``.
     """
-    params_file = paths.root / "track_params.pt"
+    params_file = paths.radnerf_track_params
     if not params_file.exists() or paths.manifest(STAGE).exists():
         return False
     if any(paths.transforms(split).exists() for split in ("train", "val")):
@@ -531,10 +530,10 @@ def _accept_radnerf_transforms(paths: PersonPaths):
     """
 
     def accept(missing: list[str]) -> str | None:
-        absent = [name for name in OUTPUTS[:2] if name in missing]
+        absent = [name for name in (paths.rel(paths.transforms(s)) for s in SPLITS) if name in missing]
         if absent:
             return f"{', '.join(absent)} missing"
-        for split in ("train", "val"):
+        for split in SPLITS:
             read_transforms(paths.transforms(split))
         return None
 
@@ -590,7 +589,7 @@ def track(cfg: RadNerfConfig) -> StageResult:
         n = frame_count(paths)
         width, height = frame_size(paths)
         plan = StagePlan(
-            STAGE, OUTPUTS,
+            STAGE, [*(paths.rel(paths.transforms(s)) for s in SPLITS), paths.rel(paths.track)],
             settings={"track": asdict(c), "size": [width, height]},
             upstream=lambda: _upstream(paths, n),
             algorithm=ALGORITHM_VERSION,
@@ -606,20 +605,20 @@ def track(cfg: RadNerfConfig) -> StageResult:
                 filled = np.where(np.isfinite(lms), lms, tr.projected)
                 eye, eye_source = eye_ratio_from_landmarks(filled, width, height), "landmarks"
             train, val = transforms(tr, eye)
-            write_json_atomic(w.path("transforms_train.json"), train)
-            write_json_atomic(w.path("transforms_val.json"), val)
-            out = w.path("track")
-            out.mkdir()
+            staged = w.staged
+            write_json_atomic(staged.transforms("train"), train)
+            write_json_atomic(staged.transforms("val"), val)
+            staged.track.mkdir()
             split = {"train": len(train["frames"]), "val": len(val["frames"])}
-            write_json_atomic(out / "report.json", dict(tr.report, eye_ratio_source=eye_source, split=split))
+            write_json_atomic(staged.track_report, dict(tr.report, eye_ratio_source=eye_source, split=split))
             np.savez(  # reproducible: zip entries get ZipInfo's fixed 1980 date
-                out / "params.npz", R=tr.R, t=tr.t, focal=tr.focal, cx=tr.cx, cy=tr.cy, shape=tr.shape,
+                staged.track_params, R=tr.R, t=tr.t, focal=tr.focal, cx=tr.cx, cy=tr.cy, shape=tr.shape,
                 used=tr.used, flagged=np.array(tr.flagged, int), eye_ratio=eye,
             )
             if c.plots:
-                tracking_viz.plot_pose_curves(out / "pose_curves.png", tr)
+                tracking_viz.plot_pose_curves(staged.pose_curves, tr)
             for i in common.overlay_indices(n, c.overlay_frames):
-                tracking_viz.write_overlay(out / f"overlay_{i}.jpg", images.read_rgb(paths.frame(i)), tr, i)
+                tracking_viz.write_overlay(staged.track_overlay(i), images.read_rgb(paths.frame(i)), tr, i)
             rep = tr.report
             log.info(
                 "track: %d frames, focal %.0f px (%s), rigid error median %.2f px, jitter %.3f deg",
