@@ -204,10 +204,17 @@ class StageWriter:
     ``.staging`` for the next run to sweep) and existing outputs are untouched.
     """
 
-    def __init__(self, root: str | Path, stage: str, outputs: Sequence[str]):
+    def __init__(self, root: str | Path, stage: str, outputs: Sequence[str], keep: Sequence[str] = ()):
+        """
+        Args:
+            keep: glob patterns (relative to ``root``) of files inside an output folder that
+                belong to other stages (``ori_imgs/*.lms`` beside ingest's frames): the commit
+                carries them into the new folder instead of throwing them away with the old one.
+        """
         self.root = Path(root)
         self.stage = stage
         self.outputs = list(outputs)
+        self.keep = list(keep)
         self._declared = set(self.outputs)
         self.manifest: dict[str, Any] = {}
         self.tmp: Path | None = None
@@ -261,6 +268,7 @@ class StageWriter:
         write_json_atomic(pending, {"stage": self.stage, "started": time.time()})
         with contextlib.suppress(FileNotFoundError):
             manifest_file.unlink()
+        self._carry_over()
         trash = self.tmp / ".old"
         trash.mkdir()
         for name in self.outputs:
@@ -274,6 +282,22 @@ class StageWriter:
         self.manifest.setdefault("outputs", self.outputs)
         write_json_atomic(manifest_file, self.manifest)
         pending.unlink()
+
+
+    def _carry_over(self) -> None:
+        """Hard-link the ``keep`` files of the old output folders into the new ones (until the
+        rename, the old ones still hold them: a crash here loses nothing)."""
+        assert self.tmp is not None
+        for pattern in self.keep:
+            for old in self.root.glob(pattern):
+                rel = old.relative_to(self.root)
+                new = self.tmp / rel
+                if rel.parts[0] not in self._declared or new.exists() or not new.parent.is_dir():
+                    continue
+                try:
+                    os.link(old, new)
+                except OSError:  # a file system without hard links
+                    shutil.copy2(old, new)
 
 
 def manifest_path(root: str | Path, stage: str) -> Path:
@@ -425,6 +449,9 @@ class StagePlan:
     """Outputs reported to the user, main one first (default: all)."""
     listed: Sequence[str] | None = None
     """How the manifest lists the outputs, when naming each would be long (``ori_imgs/{0..N-1}.lms``)."""
+    keep: Sequence[str] = ()
+    """Glob patterns of other stages' files inside this stage's output folders, kept when the
+    folder is replaced (see :class:`StageWriter`)."""
 
 
 def _default_accept(missing: list[str]) -> str | None:
@@ -501,7 +528,7 @@ def run_stage(
         if up_to_date(root, plan.stage, fp, plan.check if plan.check is not None else plan.outputs):
             log.info("%s: %s is up to date, nothing to do", plan.stage, root)
             return result(True, previous)
-        with StageWriter(root, plan.stage, plan.outputs) as w:
+        with StageWriter(root, plan.stage, plan.outputs, keep=plan.keep) as w:
             numbers = work(w) or {}
             w.manifest = {
                 "stage": plan.stage,

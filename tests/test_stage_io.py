@@ -245,3 +245,18 @@ def test_atomic_files_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_replacing_a_folder_keeps_the_files_another_stage_put_in_it(tmp_path):
+    """ingest re-run (dvc repro deletes aud.wav first) must not delete landmarks' .lms beside the frames."""
+    with StageWriter(tmp_path, "ingest", ["ori_imgs"]) as w:
+        w.path("ori_imgs").mkdir()
+        (w.path("ori_imgs") / "0.jpg").write_text("frame v1")
+        (w.path("ori_imgs") / "1.jpg").write_text("frame v1")
+    (tmp_path / "ori_imgs" / "0.lms").write_text("landmarks")
+    with StageWriter(tmp_path, "ingest", ["ori_imgs"], keep=["ori_imgs/*.lms"]) as w:
+        w.path("ori_imgs").mkdir()
+        (w.path("ori_imgs") / "0.jpg").write_text("frame v2")
+    assert sorted(p.name for p in (tmp_path / "ori_imgs").iterdir()) == ["0.jpg", "0.lms"]  # stale 1.jpg gone
+    assert (tmp_path / "ori_imgs" / "0.lms").read_text() == "landmarks"
+    assert (tmp_path / "ori_imgs" / "0.jpg").read_text() == "frame v2"

@@ -157,6 +157,10 @@ def ingest(cfg: RadNerfConfig) -> StageResult:
         settings=asdict(c),
         upstream={"video": source["sha256"], "audio": audio_source and audio_source["sha256"]},
         shown=[paths.rel(paths.ori_imgs)],
+        # The landmarks stage keeps its .lms beside the frames (RAD-NeRF's layout): a re-run
+        # of ingest must not delete them. When the frames changed, the landmarks' fingerprint
+        # (which holds ingest's) no longer matches, and they are redone.
+        keep=[f"{paths.rel(paths.ori_imgs)}/*{paths.lms(0).suffix}"],
     )
 
     def another_video(previous: dict | None) -> None:

@@ -258,6 +258,21 @@ def test_rerun_does_nothing_and_other_source_is_refused(make_cfg, clip_factory):
     assert not replaced.skipped and len(_frames(res.root)) == 40
 
 
+def test_redone_ingest_keeps_the_landmarks_beside_the_frames(make_cfg, clip_factory):
+    """dvc repro deletes aud.wav before re-running ingest: the same frames come back, and the
+    landmarks stage's .lms in ori_imgs/ must survive (DVC does not re-run landmarks then)."""
+    clip = clip_factory(seconds=1.2, fps=25)
+    cfg = make_cfg(ANY_AUDIO, "person=k", f"video={clip}")
+    res = ingest(cfg)
+    (res.root / "ori_imgs" / "0.lms").write_text("0 0\n" * 68)
+    manifest = res.manifest.read_bytes()
+    res.root.joinpath("aud.wav").unlink()
+    again = ingest(cfg)
+    assert not again.skipped and (res.root / "aud.wav").exists()
+    assert (res.root / "ori_imgs" / "0.lms").read_text() == "0 0\n" * 68
+    assert again.manifest.read_bytes() == manifest  # the same bytes: DVC sees ingest unchanged
+
+
 def test_changed_setting_reruns(make_cfg, clip_factory):
     clip = clip_factory(seconds=1.2, fps=25, size=(96, 64))
     ingest(make_cfg(ANY_AUDIO, "person=s", f"video={clip}"))
