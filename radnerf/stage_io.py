@@ -454,7 +454,8 @@ class StagePlan:
     folder is replaced (see :class:`StageWriter`)."""
 
 
-def _default_accept(missing: list[str]) -> str | None:
+def all_outputs_present(missing: list[str]) -> str | None:
+    """The default ``accept_foreign``: foreign outputs are usable when none is missing."""
     return f"{', '.join(missing)} missing" if missing else None
 
 
@@ -513,7 +514,7 @@ def run_stage(
         foreign = [] if overwrite else foreign_outputs(root, plan.stage, plan.outputs)
         if foreign:
             missing = [o for o in plan.outputs if not (root / o).exists()]
-            why = (accept_foreign or _default_accept)(missing)
+            why = (accept_foreign or all_outputs_present)(missing)
             if why is not None:
                 raise StageOutputExistsError(
                     f"{root} already holds {_names(foreign)} that radnerf did not write ({why})",

@@ -31,6 +31,7 @@ from radnerf.formats.frames import frame_count
 from radnerf.media.images import image_size
 from radnerf.paths import PersonPaths
 from radnerf.stage_io import (
+    all_outputs_present,
     foreign_outputs,
     person_lock,
     read_manifest,
@@ -116,7 +117,7 @@ def all_frames_present(n: int, per_frame: Mapping[str, Callable[[int], Path]]) -
             absent = [i for i in range(n) if not path(i).exists()]
             if absent:
                 return f"no {name} for frames {frames_text(absent)}"
-        return f"{', '.join(missing)} missing" if missing else None
+        return all_outputs_present(missing)
 
     return accept
 
