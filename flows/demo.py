@@ -1,4 +1,4 @@
-"""``radnerf demo``: the person flow on the embedded sample (or on ``video=PATH``)."""
+"""``radnerf demo``: the person flow on the embedded sample (or on ``video=PATH``), ending in a talking video."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import re
 from pathlib import Path
 
-from radnerf.config import load_config
+from radnerf.config import RadNerfConfig, load_config
 
 log = logging.getLogger("flows.demo")
 
@@ -18,11 +18,12 @@ def person_from_filename(video: str) -> str:
 
 
 def demo(overrides: list[str]) -> PersonRun:  # noqa: F821
-    """Build the sample clip if no video is given, then run the person flow on it.
+    """Build the sample clip if no video is given, run the person flow on it, then render the person
+    saying a sentence it never heard (``demo.unheard_text``, eSpeak NG) to ``renders/unheard.mp4``.
 
     The sample is written once to ``<paths.data>/demo.mp4`` and reused, so a
-    second demo finds every finished stage up to date. The config is composed
-    (and so checked) before Prefect starts.
+    second demo finds every finished stage (and the video) up to date. The config
+    is composed (and so checked) before Prefect starts.
     """
     from flows.person import PersonRun, person
     from radnerf.demo.sample import make_sample
@@ -38,4 +39,25 @@ def demo(overrides: list[str]) -> PersonRun:  # noqa: F821
             make_sample(tmp, cfg.demo)
             tmp.replace(sample)
         video = str(sample)
-    return PersonRun.from_dict(person(person=name, video=video, preset=None, overrides=list(overrides)))
+    run = PersonRun.from_dict(person(person=name, video=video, preset=None, overrides=list(overrides)))
+    run.video = str(speak_unheard(load_config([*overrides, f"person={name}"])))
+    return run
+
+
+def speak_unheard(cfg: RadNerfConfig) -> Path:
+    """The trained person saying ``demo.unheard_text``: ``renders/unheard.mp4`` (its speech beside it as WAV)."""
+    from radnerf.demo.tts import synthesize
+    from radnerf.media import write_wav
+    from radnerf.paths import PersonPaths
+    from radnerf.talk import render
+
+    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
+    speech = paths.renders / "unheard.wav"
+    samples, rate = synthesize(cfg.demo.unheard_text)
+    speech.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(speech, samples, rate)  # the same bytes every time: the render's fingerprint holds
+    cfg.audio = str(speech)
+    result = render(cfg)
+    log.info("%s", result.summary())
+    return result.video
+

@@ -207,22 +207,27 @@ class PersonRun:
     person: str
     stages: dict[str, StageResult] = field(default_factory=dict)
     not_built: list[str] = field(default_factory=list)
+    video: str | None = None
+    """A video the run ended with (the demo's talking portrait)."""
 
     def summary(self) -> str:
         lines = [f"person {self.person}:"]
         lines += [pipeline.report_line(name, result) for name, result in self.stages.items()]
         if self.not_built:
             lines.append(f"  not built yet: {', '.join(self.not_built)}")
+        if self.video:
+            lines.append(f"  video: {self.video}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         """Plain JSON values: what the flow returns (a deployment run's result may be stored as JSON)."""
         return {"person": self.person, "stages": {n: stage_record(r) for n, r in self.stages.items()},
-                "not_built": list(self.not_built)}
+                "not_built": list(self.not_built), "video": self.video}
 
     @classmethod
     def from_dict(cls, data: dict) -> PersonRun:
-        return cls(data["person"], {n: stage_result(r) for n, r in data["stages"].items()}, list(data["not_built"]))
+        return cls(data["person"], {n: stage_result(r) for n, r in data["stages"].items()}, list(data["not_built"]),
+                   data.get("video"))
 
 
 def run_pipeline(cfg: RadNerfConfig) -> PersonRun:
@@ -235,11 +240,21 @@ def run_pipeline(cfg: RadNerfConfig) -> PersonRun:
             result = run_stage(name, config, return_state=True).result()
             run.stages[name] = result
             if mlrun is not None:
-                overlays = sorted(paths.overlays.glob(f"{result.stage}_*.jpg"))
-                mlrun.log_stage(name, result, artifacts=[result.manifest, *overlays])
+                mlrun.log_stage(name, result, artifacts=[result.manifest, *stage_images(paths, result)])
     publish_summary(cfg, run)
     log.info("%s", run.summary())
     return run
+
+
+def stage_images(paths: PersonPaths, result: StageResult, val_renders: int = 4) -> list[Path]:
+    """What MLflow keeps of a stage besides its manifest: its overlays; for a trained head, its training
+    log and a few of its val renders (ground truth | render), spread over the val frames."""
+    images = sorted(paths.overlays.glob(f"{result.stage}_*.jpg"))
+    if result.stage == "train-head":
+        renders = sorted(paths.val_renders("head").glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
+        step = max(1, len(renders) // val_renders)
+        images += [paths.train_log("head"), *renders[::step][:val_renders]]
+    return images
 
 
 def publish_summary(cfg: RadNerfConfig, run: PersonRun) -> None:
@@ -283,7 +298,7 @@ def person(person: str, video: str | None = None, audio: str | None = None,
         overrides: further Hydra overrides, e.g. ["ingest.size=512"].
 
     Returns:
-        :meth:`PersonRun.to_dict`: ``{"person", "stages": {name: stage record}, "not_built"}``.
+        :meth:`PersonRun.to_dict`: ``{"person", "stages": {name: stage record}, "not_built", "video"}``.
     """
     cfg = compose(person, video, audio, preset, list(overrides or []))
     return run_pipeline(cfg).to_dict()

@@ -31,6 +31,12 @@ def _commands() -> dict:
         f"run {', '.join(pipeline.PREPROCESS)} in order; finished stages are skipped",
         "radnerf preprocess person=alice video=alice.mp4",
     )
+    commands["render"] = pipeline.Stage(
+        "render",
+        "radnerf.talk:render",
+        "render a trained person speaking any audio to an MP4 with that audio (default: the person's own)",
+        "radnerf render person=alice audio=speech.wav",
+    )
     commands["demo"] = pipeline.Stage(
         "demo",
         "flows.demo:demo",

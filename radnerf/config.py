@@ -262,8 +262,10 @@ class GridConfig:
     """Resolution of the finest level (multiplied by the bound for the spatial grid)."""
     log2_hashmap_size: int = 16
     """log2 of the table size per level; levels that fit are stored densely."""
-    grid_type: str = "tiled"
-    """'tiled' (RAD-NeRF's grids, the default), 'hash' (tiny-cuda-nn HashGrid), 'tiled' (RAD-NeRF's tiledgrid: torch-ngp indexing, no hashing, zero outside the cube) or 'hash_ngp' (torch-ngp's hash)."""
+    grid_type: str = "hash"
+    """'hash' (tiny-cuda-nn's HashGrid, runs on tcnn), 'tiled' (RAD-NeRF's tiledgrid: torch-ngp indexing, no
+    hashing; it stops adding dimensions once a level's row-major stride outgrows the table, so its fine 3D
+    levels ignore the third axis) or 'hash_ngp' (torch-ngp's hash). Load RAD-NeRF checkpoints with 'tiled'."""
     per_level_scale: Optional[float] = None
     """Growth factor between levels; null derives it from desired_resolution as exp2(log2(desired/base)/(L-1))."""
 
@@ -271,10 +273,20 @@ class GridConfig:
         check_choice("grid_type", self.grid_type, ("hash", "tiled", "hash_ngp"))
 
 
+BACKBONES = ("decomposed", "implicit", "composed", "deform")
+"""How the head combines space and audio (``model.backbone``, the paper's ablations)."""
+
+
 @dataclass
 class ModelConfig:
-    """Head and torso networks (paper, Appendix A.2)."""
+    """Head and torso networks (paper, Section 3.2 and Appendix A.2; RAD-NeRF's ``nerf/network.py``)."""
 
+    backbone: str = "decomposed"
+    """'decomposed' (3D spatial grid + 2D audio grid on a learned audio coordinate: the paper), 'implicit'
+    (AD-NeRF-style MLP on positional encoding + audio code), 'composed' (one 5D grid over xyz + audio
+    coordinate) or 'deform' (the audio moves points instead of modulating features)."""
+    audio: bool = True
+    """Condition the head on audio at all; false is the no-audio baseline (a static head, eyes still move)."""
     encoding: str = "auto"
     """Grid backend: 'tcnn' (tiny-cuda-nn, CUDA), 'torch' (ours) or 'auto' (tcnn if it imports with CUDA)."""
     bound: float = 1.0
@@ -290,29 +302,58 @@ class ModelConfig:
     torso_grid: GridConfig = field(default_factory=GridConfig)
     """2D grid of the pseudo-3D deformable torso."""
     audio_dim: int = 64
-    """Dimension of the audio condition code."""
+    """Dimension of the audio condition code (output of the audio net)."""
     audio_window: int = 16
     """Feature frames in the audio window of one video frame."""
     attention_window: int = 8
-    """Video frames smoothed by the audio attention module."""
+    """Video frames smoothed by the audio attention module ([i-4, i+4), zero-padded); 1 turns it off."""
     ambient_dim: int = 2
-    """Dimension of the learned audio coordinate (the paper's 2D)."""
+    """Dimension of the learned audio coordinate (the paper's 2D; 1 or 3 for the ablation)."""
+    ambient_layers: int = 3
+    """Layers of the MLP that maps spatial features + audio code to the audio coordinate."""
     hidden_dim: int = 64
-    """Width of the audio, density and colour MLPs."""
+    """Width of the ambient, density and colour MLPs."""
+    geo_feat_dim: int = 64
+    """Geometry features the density MLP passes to the colour MLP."""
     density_layers: int = 3
     """Layers of the density MLP."""
     color_layers: int = 2
     """Layers of the colour MLP."""
     eye_feature: bool = True
     """Condition on the 1-D eye-area ratio for blink control."""
+    appearance_dim: int = 4
+    """Per-frame latent appearance code (RAD-NeRF's individual code); 0 turns it off."""
+    appearance_at_test: str = "first"
+    """Appearance code used for frames not trained on: 'first' (RAD-NeRF: frame 0's) or 'mean'."""
+    implicit_layers: int = 8
+    """Layers of the implicit backbone's MLP (AD-NeRF: 8)."""
+    implicit_width: int = 256
+    """Width of the implicit backbone's MLP (AD-NeRF: 256)."""
+    implicit_frequencies: int = 10
+    """Positional-encoding octaves of the implicit backbone (AD-NeRF: 10)."""
+    deform_scale: float = 0.1
+    """Largest audio-driven offset of the deform backbone, as a share of the bound."""
+    composed_log2_hashmap_size: int = 19
+    """log2 table size per level of the composed backbone's 5D hash grid."""
 
     def __post_init__(self) -> None:
+        check_choice("model.backbone", self.backbone, BACKBONES)
         check_choice("model.encoding", self.encoding, ("auto", "tcnn", "torch"))
+        check_choice("model.appearance_at_test", self.appearance_at_test, ("first", "mean"))
+        for key in ("ambient_dim", "attention_window", "audio_dim", "hidden_dim", "geo_feat_dim"):
+            check_at_least(f"model.{key}", getattr(self, key), 1)
+        for key in ("ambient_layers", "density_layers", "color_layers", "implicit_layers"):
+            check_at_least(f"model.{key}", getattr(self, key), 1)
+        check_at_least("model.appearance_dim", self.appearance_dim, 0)
+        if self.ambient_dim > 3:
+            from radnerf.errors import ConfigError
+
+            raise ConfigError(f"model.ambient_dim={self.ambient_dim} is not supported", hint="use 1, 2 or 3")
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation of the head, the lips and the torso (paper, Section 4.1)."""
+    """Optimisation of the head, the lips and the torso (paper, Section 4.1; RAD-NeRF's ``main.py``)."""
 
     head_iters: int = 200000
     """Steps of head training."""
@@ -321,22 +362,57 @@ class TrainConfig:
     torso_iters: int = 200000
     """Steps of torso training."""
     num_rays: int = 65536
-    """Rays per step."""
-    lr_grid: float = 1e-2
-    """Initial learning rate of the feature grids."""
+    """Rays per step (all from one frame)."""
+    lr_grid: float = 5e-3
+    """Initial learning rate of the feature grids (RAD-NeRF --lr)."""
     lr_net: float = 5e-4
-    """Initial learning rate of the MLPs."""
+    """Initial learning rate of the MLPs, the audio net and the appearance codes (RAD-NeRF --lr_net)."""
+    lr_attention_scale: float = 5.0
+    """The audio attention module learns this many times faster than the other MLPs (RAD-NeRF: 5)."""
     lr_final_ratio: float = 0.1
     """Final learning rate as a fraction of the initial one (exponential decay)."""
     ema_decay: float = 0.95
-    """Exponential moving average of the weights."""
+    """Exponential moving average of the weights, per step; the average is what validation and export use."""
+    lambda_entropy: float = 1e-4
+    """Weight of the binary entropy of each ray's opacity (pushes it to 0 or 1)."""
+    lambda_ambient: float = 0.1
+    """Weight of the L1 on the audio coordinate of rays outside the face box (paper Eq. 6)."""
+    ambient_ramp: float = 1.0
+    """Share of the run over which that weight grows linearly from 0 (RAD-NeRF: the whole run; 0: full weight at once)."""
     lambda_lpips: float = 0.01
     """Weight of the LPIPS loss during lip fine-tuning."""
+    checkpoint_every: int = 5000
+    """Steps between resumable checkpoints (one is always written at the end)."""
+    keep_checkpoints: int = 2
+    """Newest checkpoints kept; older ones are deleted."""
+    val_every: int = 10000
+    """Steps between validation renders of a few val frames (PNG, ground truth beside the render); 0: only at the end."""
+    val_frames: int = 2
+    """Val frames rendered at each intermediate validation (the final one renders every val frame)."""
+    amp: bool = True
+    """Mixed precision (float16 autocast with loss scaling) on CUDA; CPU training is always float32."""
+    image_cache_gb: float = 2.0
+    """Decoded frames kept in memory (uint8); beyond it frames are decoded from disk when drawn."""
+    max_loss: float = 1.0
+    """A step whose loss is NaN or above this stops training as diverged (MSE of [0, 1] colours is at most 1)."""
     device: str = "auto"
     """'auto', 'cpu' or 'cuda'."""
 
     def __post_init__(self) -> None:
         check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
+        for key in ("head_iters", "num_rays", "checkpoint_every", "keep_checkpoints"):
+            check_at_least(f"train.{key}", getattr(self, key), 1)
+        for key in ("val_every", "val_frames", "lambda_entropy", "lambda_ambient", "ambient_ramp", "image_cache_gb"):
+            check_at_least(f"train.{key}", getattr(self, key), 0)
+        for key in ("lr_grid", "lr_net", "lr_final_ratio", "ema_decay"):
+            if not getattr(self, key) > 0:
+                from radnerf.errors import ConfigError
+
+                raise ConfigError(f"train.{key}={getattr(self, key)!r} must be positive")
+        if self.ema_decay >= 1:
+            from radnerf.errors import ConfigError
+
+            raise ConfigError(f"train.ema_decay={self.ema_decay!r} must be below 1")
 
 
 @dataclass
@@ -417,6 +493,10 @@ class DemoConfig:
     """What the generated speaker says (English, espeak-ng)."""
     seed: int = 0
     """Seed of the head motion and blinks."""
+    unheard_text: str = (
+        "Now I can say things I never heard before, like this sentence, rendered from the sound alone."
+    )
+    """What the trained portrait says in the video the demo ends with: words that are not in its training audio."""
 
 
 @dataclass

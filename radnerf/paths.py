@@ -192,6 +192,18 @@ class PersonPaths:
         """The finished model a later stage or render loads: ``head/head.pt``, ``torso/torso.pt``."""
         return self.model_dir(part) / f"{part}.pt"
 
+    def val_renders(self, part: str) -> Path:
+        """``<part>/val/``: the finished model's render of every val frame beside the ground truth (PNG)."""
+        return self.model_dir(part) / "val"
+
+    def progress_renders(self, part: str) -> Path:
+        """``<part>/progress/``: validation renders written while training runs (``step_<n>_<i>.png``)."""
+        return self.model_dir(part) / "progress"
+
+    def train_log(self, part: str) -> Path:
+        """``<part>/log.csv``: loss, PSNR, learning rate and speed over training."""
+        return self.model_dir(part) / "log.csv"
+
     # -- evaluation and rendering -----------------------------------------------
     @property
     def eval(self) -> Path:

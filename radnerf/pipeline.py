@@ -106,13 +106,21 @@ STAGES: list[Stage] = [
           "radnerf audio person=alice [audio_features=hubert]",
           reads=("aud.wav",), writes=("{audio_features}",), groups=("audio_features",),
           code=("radnerf/audio",)),
+    Stage("train-head", "radnerf.train.head:train_head",
+          "train the talking head (decomposed audio-spatial NeRF); resumes from its newest checkpoint",
+          "radnerf train-head person=alice [preset=cpu_tiny] [model.audio=false]",
+          reads=("transforms_train.json", "transforms_val.json", "gt_imgs", "torso_imgs", "bc.jpg", "regions.csv",
+                 "{audio_features}"),
+          writes=("head/head.pt", "head/val", "head/log.csv"), groups=("model", "train", "render"),
+          code=("radnerf/data", "radnerf/models", "radnerf/train", "radnerf/render", "radnerf/encoding",
+                "radnerf/devices.py")),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 
-PREPROCESS = [s.name for s in STAGES]
+PREPROCESS = [s.name for s in STAGES if not s.name.startswith("train")]
 """What ``radnerf preprocess`` runs: everything before training."""
 
-PLANNED = ["train-head", "finetune-lips", "train-torso", "evaluate", "render"]
+PLANNED = ["finetune-lips", "train-torso", "evaluate"]
 """Stages of the full RAD-NeRF pipeline not built yet (named in summaries, never run)."""
 
 
@@ -126,9 +134,11 @@ def report_line(name: str, result: StageResult) -> str:
     return f"  {name:<11} {result.state:<10} {result.seconds:6.1f} s  {result.output}"
 
 
-def stages_to_run(cfg: RadNerfConfig) -> list[str]:
-    """Every built stage, from ingestion when ``cfg.video`` is given, else from the frames already ingested."""
-    return PREPROCESS if cfg.video else PREPROCESS[1:]
+def stages_to_run(cfg: RadNerfConfig, names: list[str] | None = None) -> list[str]:
+    """``names`` (default: every built stage) in order, from ingestion when ``cfg.video`` is given, else
+    from the frames already ingested."""
+    names = [s.name for s in STAGES] if names is None else names
+    return names if cfg.video else [n for n in names if n != "ingest"]
 
 
 @dataclass
@@ -145,7 +155,7 @@ def preprocess(cfg: RadNerfConfig) -> PreprocessResult:
 
     With ``video=PATH`` it starts from ingestion; without, from the frames already ingested.
     """
-    return PreprocessResult({n: run_stage(BY_NAME[n], cfg) for n in stages_to_run(cfg)})
+    return PreprocessResult({n: run_stage(BY_NAME[n], cfg) for n in stages_to_run(cfg, PREPROCESS)})
 
 
 def dvc_yaml(cfg: RadNerfConfig, choices: dict[str, str]) -> str:

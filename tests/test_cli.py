@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +22,25 @@ def test_help_is_fast_and_lists_the_built_stages():
     assert time.time() - t < 10
     for cmd in ["ingest", "demo", "weights", "config"]:
         assert cmd in out.stdout
+
+
+def test_help_lists_training_and_rendering():
+    out = run_cli("--help")
+    assert out.returncode == 0
+    commands = re.findall(r"^    (\S+)", out.stdout, re.M)
+    assert "train-head" in commands and "render" in commands
+    assert commands.index("audio") < commands.index("train-head")  # in the order the data flows
+    render = run_cli("render", "--help")
+    assert render.returncode == 0 and "radnerf render person=alice audio=speech.wav" in render.stdout
+
+
+def test_render_without_a_trained_head_says_what_to_run(tmp_path):
+    out = run_cli("render", "person=nobody", f"paths.artifacts={tmp_path}")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "head.pt" in errors[0] and "nobody" in errors[0], out.stderr
+    assert "radnerf train-head person=nobody" in out.stderr
+    assert not (tmp_path / "nobody" / "renders").exists()
 
 
 def test_help_import_stays_light():
@@ -42,23 +62,42 @@ def test_not_an_override():
 
 @pytest.mark.slow
 def test_demo_end_to_end_twice(tmp_path):
+    from radnerf.media.probe import probe
+
     env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"),
                MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    cmd = [sys.executable, "-m", "radnerf.cli", "demo", "preset=cpu_tiny", "demo.size=128"]
+    cmd = [sys.executable, "-m", "radnerf.cli", "demo", "preset=smoke"]
     first = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "Traceback" not in first.stderr and "ERROR" not in first.stderr
     manifest = json.loads((tmp_path / "artifacts/demo/manifests/ingest.json").read_text())
     assert manifest["frames"] == len(list((tmp_path / "artifacts/demo/ori_imgs").glob("*.jpg"))) > 50
     assert (tmp_path / "data/demo.mp4").exists()
-    assert "not built yet" in first.stdout
+    assert re.search(r"^  train-head +done ", first.stdout, re.M), first.stdout
+    assert "not built yet" in first.stdout and not re.search(r"not built yet:.*train-head", first.stdout)
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         names = {r[0] for r in db.execute("select name from runs")}
         metrics = {r[0] for r in db.execute("select key from metrics")}
-    assert {"person/demo", "ingest"} <= names and "frames" in metrics
+    assert {"person/demo", "ingest", "train-head"} <= names and {"frames", "val_psnr"} <= metrics
+
+    # The demo ends with the person saying a sentence it never heard, with that sound.
+    videos = re.findall(r"^  video: (.+)$", first.stdout, re.M)
+    assert len(videos) == 1, first.stdout
+    video = tmp_path / videos[0]
+    assert video.suffix == ".mp4" and video.is_file()
+    speech = probe(video.with_suffix(".wav"))
+    info = probe(video)
+    assert info.video is not None and info.video.fps == 25
+    assert abs(info.video.frames - speech.duration * 25) <= 1 and info.video.frames > 50
+    assert info.audio is not None and abs(info.audio.duration - info.video.frames / 25) < 0.05
+    rendered_at = video.stat().st_mtime_ns
+
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "up to date" in second.stdout
+    assert re.search(r"^  train-head +up to date ", second.stdout, re.M), second.stdout
+    assert "render: up to date" in second.stderr and f"video: {videos[0]}" in second.stdout
+    assert not re.search(r"not built yet:.*train-head", second.stdout)
+    assert video.stat().st_mtime_ns == rendered_at
 
 
 def test_progress_bar_off_a_terminal_writes_the_start_and_a_line_per_tenth():

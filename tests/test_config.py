@@ -35,6 +35,9 @@ def test_presets_change_what_they_say():
     assert tiny.ingest.size == 256 and paper.ingest.size == 512
     assert tiny.train.head_iters < paper.train.head_iters
     assert tiny.model.spatial_grid.log2_hashmap_size < paper.model.spatial_grid.log2_hashmap_size
+    smoke = load_config(["preset=smoke"])
+    assert smoke.preset == "smoke" and smoke.train.device == "cpu"
+    assert smoke.train.head_iters < tiny.train.head_iters and smoke.render.grid_size < tiny.render.grid_size
     # The paper's grid (Appendix A.2): 16 levels x 2 features.
     assert (paper.model.spatial_grid.num_levels, paper.model.spatial_grid.level_dim) == (16, 2)
 
@@ -51,7 +54,7 @@ def test_overrides_are_typed():
         ("persn=bob", "did you mean 'person'"),
         ("ingest.fps=fast", "bad value for 'ingest.fps': 'fast' is not a valid integer"),
         ("overwrite=maybe", "'maybe' is not a valid bool"),
-        ("preset=gpu_huge", "no option 'preset/gpu_huge' in config group 'preset' (available: cpu_tiny, paper)"),
+        ("preset=gpu_huge", "no option 'preset/gpu_huge' in config group 'preset' (available: cpu_tiny, paper, smoke)"),
         ("preprocess.landmarks=openpose", "preprocess.landmarks='openpose' is not one of fan, dlib, mediapipe"),
         ("model.encoding=cuda", "is not one of auto, tcnn, torch"),
         ("render.max_steps=0", "render.max_steps=0 must be at least 1"),
@@ -90,4 +93,17 @@ def test_grid_type_default_agrees_with_the_model_config():
     from radnerf.config import GridConfig, load_config
 
     cfg = load_config([])
-    assert GridConfig().grid_type == cfg.model.spatial_grid.grid_type == cfg.model.audio_grid.grid_type == "tiled"
+    assert GridConfig().grid_type == cfg.model.spatial_grid.grid_type == cfg.model.audio_grid.grid_type == "hash"
+
+
+def test_every_preset_composes_and_the_head_settings_are_checked():
+    from radnerf.config import load_config
+
+    for preset in ("cpu_tiny", "paper", "smoke"):
+        assert load_config([f"preset={preset}"]).preset == preset
+    for bad, match in (("model.backbone=nerf", "model.backbone='nerf' is not one of"),
+                       ("model.ambient_dim=4", "model.ambient_dim=4 is not supported"),
+                       ("train.ema_decay=1.0", "train.ema_decay=1.0 must be below 1"),
+                       ("train.lr_net=0", "train.lr_net=0.0 must be positive")):
+        with pytest.raises(ConfigError, match=match):
+            load_config([bad])

@@ -31,7 +31,7 @@ def test_dvc_repro_twice_on_a_tiny_input(tmp_path, talking_clip):
     shutil.copytree(REPO / "radnerf", repo / "radnerf", ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "data").mkdir()
     shutil.copy(talking_clip, repo / "data" / "tiny.mp4")
-    (repo / "params.yaml").write_text(yaml.safe_dump({"persons": {"tiny": {"video": "data/tiny.mp4", "preset": "cpu_tiny"}}}))
+    (repo / "params.yaml").write_text(yaml.safe_dump({"persons": {"tiny": {"video": "data/tiny.mp4", "preset": "smoke"}}}))
 
     # The venv's console scripts (radnerf) must be on PATH for dvc's commands.
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -42,23 +42,25 @@ def test_dvc_repro_twice_on_a_tiny_input(tmp_path, talking_clip):
     _run([*dvc, "config", "core.analytics", "false"], repo, env)
     _run([*dvc, "add", "-q", "data"], repo, env)
     first = _run([*dvc, "repro"], repo, env)
-    stages = ["ingest", "landmarks", "parse", "background", "torso", "regions", "track", "audio"]
+    stages = ["ingest", "landmarks", "parse", "background", "torso", "regions", "track", "audio", "train-head"]
     for stage in stages:
         assert f"Running stage '{stage}@tiny'" in first.stdout
     person = repo / "artifacts/tiny"
     frames = len(list((person / "ori_imgs").glob("*.jpg")))
     assert frames > 25 and len(list((person / "ori_imgs").glob("*.lms"))) == frames
     assert (person / "transforms_train.json").exists() and (person / "aud_ph.npy").exists()
+    assert (person / "head/head.pt").is_file() and (person / "head/log.csv").is_file()
     second = _run([*dvc, "repro"], repo, env)
     assert "Running stage" not in second.stdout and "up to date" in second.stdout
 
-    # A changed tracking setting re-runs tracking, and nothing else.
+    # A changed tracking setting re-runs tracking and the head trained on its poses, and nothing else.
     params = yaml.safe_load((repo / "conf/track/default.yaml").read_text())
     params["smooth_rotation"] = 3.0
     (repo / "conf/track/default.yaml").write_text(yaml.safe_dump(params))
     third = _run([*dvc, "repro"], repo, env)
     ran = [s for s in stages if f"Running stage '{s}@tiny'" in third.stdout]
-    assert ran == ["track"]
+    assert ran == ["track", "train-head"]
+    assert "starting over" in third.stdout + third.stderr  # the finished head's checkpoints did not block it
 
 
 def test_dvc_yaml_is_generated_from_the_stage_list():
@@ -76,3 +78,9 @@ def test_dvc_yaml_is_generated_from_the_stage_list():
     assert "radnerf/preprocess/common.py" in stages["parse"]["do"]["deps"]
     assert "artifacts/${key}/aud_ph.npy" in stages["audio"]["do"]["outs"]
     assert {"conf/audio_features/offline.yaml": None} in stages["audio"]["do"]["params"]
+    head = stages["train-head"]["do"]
+    assert head["cmd"] == "radnerf train-head person=${key} preset=${item.preset}"
+    assert {"artifacts/${key}/transforms_train.json", "artifacts/${key}/gt_imgs", "artifacts/${key}/bc.jpg",
+            "artifacts/${key}/aud_ph.npy", "radnerf/models", "radnerf/train"} <= set(head["deps"])
+    assert head["outs"] == ["artifacts/${key}/head/head.pt", "artifacts/${key}/head/val", "artifacts/${key}/head/log.csv"]
+    assert {"conf/train/paper.yaml": None} in head["params"] and {"conf/preset/${item.preset}.yaml": None} in head["params"]

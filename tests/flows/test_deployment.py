@@ -19,16 +19,21 @@ from tests.conftest import REPO
 
 def test_person_flow_runs_every_built_stage_then_skips_them(prefect_harness, talking_clip, tmp_path):
     from flows.person import person
-    from radnerf.pipeline import PLANNED, PREPROCESS
+    from radnerf.pipeline import PLANNED, PREPROCESS, STAGES
 
+    built = [s.name for s in STAGES]
+    assert built == [*PREPROCESS, "train-head"]
     overrides = [f"paths.artifacts={tmp_path / 'a'}", "mlflow.enabled=false"]
-    first = person(person="harness", video=str(talking_clip), overrides=overrides)
-    assert list(first["stages"]) == PREPROCESS
+    first = person(person="harness", video=str(talking_clip), preset="smoke", overrides=overrides)
+    assert list(first["stages"]) == built
     assert not any(rep["skipped"] for rep in first["stages"].values())
     frames = first["stages"]["ingest"]["metrics"]["frames"]
     assert frames > 25 and first["stages"]["track"]["metrics"]["frames"] == frames
+    assert first["stages"]["train-head"]["metrics"]["steps"] == 40  # the smoke preset's head
+    assert (tmp_path / "a/harness/head/head.pt").is_file()
     assert first["not_built"] == PLANNED
-    second = person(person="harness", video=str(talking_clip), overrides=overrides, return_state=True)
+    second = person(person="harness", video=str(talking_clip), preset="smoke", overrides=overrides,
+                    return_state=True)
     assert all(rep["skipped"] for rep in second.result()["stages"].values())
 
     # The UI shows the skipped stages as Cached.
@@ -37,7 +42,7 @@ def test_person_flow_runs_every_built_stage_then_skips_them(prefect_harness, tal
 
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[second.state_details.flow_run_id])))
-    assert sorted(r.name for r in runs) == sorted(PREPROCESS)
+    assert sorted(r.name for r in runs) == sorted(built)
     assert {r.state.name for r in runs} == {"Cached"}
 
     from prefect.artifacts import Artifact
@@ -100,7 +105,7 @@ def test_deployment_run_on_local_server_and_worker(tmp_path, talking_clip):
             time.sleep(1)
         _prefect("work-pool", "create", "radnerf-local", "--type", "process", env=env)
         _prefect("--no-prompt", "deploy", "--all", env=env)
-        params = {"person": "deployed", "video": str(talking_clip),
+        params = {"person": "deployed", "video": str(talking_clip), "preset": "smoke",
                   "overrides": [f"paths.artifacts={tmp_path / 'artifacts'}"]}
         out = _prefect("deployment", "run", "person/new-person", "--params", json.dumps(params), env=env)
         run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out.stdout).group(1)
@@ -123,6 +128,8 @@ def test_deployment_run_on_local_server_and_worker(tmp_path, talking_clip):
         person = tmp_path / "artifacts/deployed"
         assert json.loads((person / "manifests/ingest.json").read_text())["frames"] > 25
         assert (person / "transforms_train.json").exists() and (person / "aud_ph.npy").exists()
+        assert (person / "head/head.pt").is_file()
+        assert any(re.match(r"train-head: done in [0-9.]+ s -> ", m) for m in messages), messages[-20:]
     finally:
         for proc in (worker, server):
             if proc is not None and proc.poll() is None:

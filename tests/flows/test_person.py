@@ -130,7 +130,7 @@ def test_flow_result_is_plain_json_and_gives_back_the_summary(tmp_path):
     from flows.person import PersonRun
     from radnerf import pipeline
 
-    run = PersonRun("alice", not_built=["render"])
+    run = PersonRun("alice", not_built=["evaluate"], video=str(tmp_path / "renders" / "unheard.mp4"))
     run.stages["ingest"] = StageResult("ingest", tmp_path, (tmp_path / "ori_imgs", tmp_path / "aud.wav"), False,
                                        12.5, {"frames": 250.0}, started=1_700_000_000.0)
     run.stages["audio"] = StageResult("audio_ph", tmp_path, (tmp_path / "aud_ph.npy",), True, 0.1, {}, 1.0,
@@ -140,7 +140,8 @@ def test_flow_result_is_plain_json_and_gives_back_the_summary(tmp_path):
     assert data["stages"]["ingest"]["state"] == "done" and data["stages"]["audio"]["state"] == "adopted"
     back = PersonRun.from_dict(data)
     assert back == run
-    assert pipeline.report_line("audio", back.stages["audio"]) in back.summary() and "not built yet: render" in back.summary()
+    assert pipeline.report_line("audio", back.stages["audio"]) in back.summary() and "not built yet: evaluate" in back.summary()
+    assert back.summary().endswith(f"\n  video: {tmp_path / 'renders' / 'unheard.mp4'}")
 
 
 @pytest.mark.parametrize("cwd_is_repo", [True, False])

@@ -126,6 +126,15 @@ def test_mark_unseen_keeps_cells_out_of_updates():
     # The mean reads unseen cells as 0 density.
     seen = (grid.density >= 0).float().mean().item()
     assert float(grid.mean_density) == pytest.approx(50.0 * seen, rel=1e-5)
+    # Unseen cells are not even probed: the field is asked for the seen cells' points only.
+    asked = []
+
+    def counting(xyz, condition):
+        asked.append(xyz.shape[0])
+        return torch.full((xyz.shape[0],), 50.0)
+
+    grid.update(counting, lambda: None)
+    assert sum(asked) == int((grid.density >= 0).sum()) == 16**3 - marked
 
 
 def test_mark_unseen_refuses_unusable_cameras_and_marks_nothing():

@@ -1,0 +1,204 @@
+"""``radnerf render``: a person's trained head speaking any audio, as an MP4 with that audio.
+
+For audio of ``N`` frames (25 fps)::
+
+    features = extract_features(audio, the head's backend)           [N, 16, C]
+    pose_i, eye_i, background_i  <- the training clip, looped back and forth, poses smoothed over 7 frames
+    code_i = 0.35 code_{i-1} + 0.65 audio_net(windows around i)       RAD-NeRF's test-time smoothing
+    frame_i = render(head | code_i, eye_i) over background_i           frame i shows the audio at i / 25 s
+
+Until the torso model exists (``radnerf train-torso``), the torso comes from the
+clip frame whose pose is used (its torso image over the background), as the
+head trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from radnerf.config import RadNerfConfig, to_container
+from radnerf.data import PersonDataset
+from radnerf.devices import resolve_device
+from radnerf.errors import ConfigError, InputError
+from radnerf.formats.manifests import read_manifest
+from radnerf.models import attention_indices, gather_windows
+from radnerf.paths import PersonPaths
+from radnerf.render import render_image
+from radnerf.stage_io import report_progress, sha256_file, sha256_json, write_json_atomic
+from radnerf.train.head import TrainedHead, load_head
+
+log = logging.getLogger(__name__)
+
+AUDIO_SMOOTHING = 0.35
+"""Share of the previous frame's audio code kept at test time (paper A.2, RAD-NeRF ``--smooth_lips``)."""
+POSE_SMOOTHING = 7
+"""Frames a pose is averaged over (RAD-NeRF ``--smooth_path_window``)."""
+RENDER_VERSION = 1
+"""Bumped when this module changes the frames it renders (a rendered video is then redone)."""
+
+
+@dataclass
+class RenderResult:
+    """What :func:`render` made."""
+
+    video: Path
+    frames: int
+    seconds: float
+    """Wall time of the rendering (feature extraction included)."""
+    skipped: bool = False
+    """The video was already there, rendered by the same head from the same audio and settings."""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        if self.skipped:
+            return f"render: up to date ({self.frames} frames) -> {self.video}"
+        return f"render: {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps) -> {self.video}"
+
+
+def pingpong(n: int, length: int) -> np.ndarray:
+    """``[n]`` indices into ``length`` frames, going forward then back: 0 1 .. L-1 L-2 .. 1 0 1 .."""
+    if length == 1:
+        return np.zeros(n, dtype=np.int64)
+    period = 2 * length - 2
+    k = np.arange(n) % period
+    return np.where(k < length, k, period - k).astype(np.int64)
+
+
+def smooth_poses(poses: np.ndarray, window: int = POSE_SMOOTHING) -> np.ndarray:
+    """``[N, 4, 4]`` camera poses averaged over ``window`` frames (rotation by projecting the mean to SO(3))."""
+    if window <= 1 or len(poses) < 2:
+        return poses.copy()
+    half = window // 2
+    out = poses.copy()
+    for i in range(len(poses)):
+        part = poses[max(0, i - half): i + half + 1]
+        u, _, vt = np.linalg.svd(part[:, :3, :3].mean(axis=0))
+        rot = u @ vt
+        if np.linalg.det(rot) < 0:
+            u[:, -1] *= -1
+            rot = u @ vt
+        out[i, :3, :3] = rot
+        out[i, :3, 3] = part[:, :3, 3].mean(axis=0)
+    return out
+
+
+def clip_splits(paths: PersonPaths, cfg: RadNerfConfig, feature: str) -> tuple[PersonDataset, PersonDataset]:
+    """The person's clip, whose poses, eyes and torso rendering borrows: ``(train split, val split)``."""
+    load = dict(audio_features=feature, scale=cfg.model.pose_scale, offset=cfg.model.pose_offset)
+    return PersonDataset.load(paths, "train", **load), PersonDataset.load(paths, "val", **load)
+
+
+def render(cfg: RadNerfConfig) -> RenderResult:
+    """``radnerf render person=NAME [audio=PATH]``: the head speaking ``audio`` (default: the person's own).
+
+    Writes ``artifacts/<person>/renders/<audio name>.mp4`` with the audio muxed in.
+
+    Raises:
+        InputError: no trained head, unreadable audio.
+        ConfigError: the head was trained on another audio feature backend.
+    """
+    from radnerf.audio import extract_features
+    from radnerf.audio.backends import feature_name
+
+    started = time.perf_counter()
+    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
+    device = torch.device(resolve_device(cfg.train.device, "train.device"))
+    head_file = paths.final_weights("head")
+    if not head_file.exists():
+        raise InputError(f"{paths.root.name} has no trained head ({head_file} is missing)",
+                         hint=f"run `radnerf train-head person={paths.root.name}` first")
+    head = load_head(head_file, device, cfg.render)
+    feature = feature_name(cfg.audio_features)
+    trained = head.data["audio_features"]
+    if feature != trained:
+        raise ConfigError(
+            f"the head of {paths.root.name} was trained on '{trained}' audio features, this config extracts "
+            f"'{feature}' (audio_features.backend={cfg.audio_features.backend})",
+            hint="render with the backend it was trained with (offline: ph, wav2vec2: eo, hubert: hu)",
+        )
+    sets = clip_splits(paths, cfg, trained)
+    if cfg.audio is not None:
+        audio_path = Path(cfg.audio)
+        features = extract_features(audio_path, cfg.audio_features)
+        name = audio_path.stem
+    else:
+        audio_path = paths.audio_wav
+        features = np.asarray(sets[0].audio, dtype=np.float32)
+        name = f"{paths.root.name}_self"
+    if features.shape[-1] != head.data["audio_channels"]:
+        raise ConfigError(f"the audio features have {features.shape[-1]} channels, the head was trained on "
+                          f"{head.data['audio_channels']}")
+    out = paths.render_video(name)
+    record = out.with_suffix(".json")
+    fingerprint = sha256_json({"head": sha256_file(head_file), "audio": sha256_file(audio_path),
+                               "render": to_container(head.render), "version": RENDER_VERSION})
+    done = read_manifest(record)
+    if out.exists() and done is not None and done.get("fingerprint") == fingerprint:
+        log.info("render: %s is up to date", out)
+        return RenderResult(out, int(done.get("frames", len(features))), time.perf_counter() - started, skipped=True)
+    frames = render_frames(head, sets, features, device)
+    from radnerf.media.encode import VideoWriter
+
+    train = sets[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "audio.wav"
+        _audio_for_video(audio_path, wav, len(features), cfg.render.fps)
+        with VideoWriter(out, cfg.render.fps, train.width, train.height, audio=wav) as video:
+            for k, frame in enumerate(frames):
+                video.write(frame)
+                report_progress("render", k + 1, len(features), "")
+    write_json_atomic(record, {"fingerprint": fingerprint, "frames": len(features), "audio": str(audio_path),
+                               "head_step": head.data.get("step")})
+    result = RenderResult(out, len(features), time.perf_counter() - started)
+    log.info("%s", result.summary())
+    return result
+
+
+def render_frames(head: TrainedHead, sets: tuple[PersonDataset, PersonDataset], features: np.ndarray,
+                  device: torch.device):
+    """Yield ``[H, W, 3]`` uint8 frames of ``head`` speaking ``features`` ``[N, W, C]``, posed as the clip."""
+    model, grid = head.model, head.grid
+    clip = [(s, i) for s in sets for i in range(len(s))]
+    order = pingpong(len(features), len(clip))
+    poses = smooth_poses(np.stack([s.poses[i] for s, i in clip]))
+    intrinsics = tuple(float(v) for v in sets[0].intrinsics)
+    window = model.cfg.attention_window
+    previous = None
+    with torch.no_grad():
+        for k in range(len(features)):
+            ds, i = clip[order[k]]
+            windows = None
+            if model.uses_audio:
+                rows = attention_indices([k], len(features), window)
+                windows = gather_windows(features, rows).to(device)
+            cond = model.condition(windows, float(ds.eye[i]), None)
+            if cond.audio is not None:
+                if previous is not None:
+                    cond.audio = AUDIO_SMOOTHING * previous + (1 - AUDIO_SMOOTHING) * cond.audio
+                previous = cond.audio
+            pose = torch.from_numpy(poses[order[k]]).to(device)
+            bg = torch.from_numpy(ds.head_background(i)).to(device, torch.float32) / 255.0
+            out = render_image(pose, intrinsics, ds.height, ds.width, grid,
+                               lambda x, d, c=cond: model(x, d, c), options=head.render, background=bg)
+            yield (out["rgb"].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+def _audio_for_video(source: Path, out: Path, frames: int, fps: int) -> None:
+    """The audio as 16 kHz mono WAV exactly ``frames / fps`` s long (what the features were computed on)."""
+    from radnerf.audio import load_input
+    from radnerf.media import write_wav
+
+    samples = load_input(source)
+    n = int(round(frames * 16000 / fps))
+    samples = np.pad(samples, (0, max(0, n - len(samples))))[:n]
+    write_wav(out, samples, 16000)

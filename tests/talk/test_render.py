@@ -1,0 +1,155 @@
+"""``radnerf render``: a trained head speaking new audio, as an MP4 a player shows with its sound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from radnerf.errors import ConfigError
+from radnerf.talk.render import pingpong, smooth_poses
+from tests.train.synthetic_person import euler_rotation, make_synthetic_person
+
+TINY = ("person=synth", "preset=smoke", "train.num_rays=256", "train.val_every=0")
+RATE = 16000
+SECONDS = 1.5
+FPS = 25
+N_TRAIN, N_VAL = 12, 3
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """``[S]`` float32 at 16 kHz: a tone whose loudness and pitch wobble, with a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    tone = np.sin(2 * np.pi * (180 + 40 * np.sin(2 * np.pi * 3 * t)) * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t))
+    return (0.3 * tone + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture
+def trained(make_cfg, tmp_path):
+    """A synthetic person with a head trained for the smoke preset's few steps: ``(person, cfg)``."""
+    from radnerf.audio import extract_features
+    from radnerf.train.head import train_head
+
+    person = make_synthetic_person(tmp_path / "artifacts" / "synth", n_train=N_TRAIN, n_val=N_VAL, size=24)
+    cfg = make_cfg(*TINY)
+    # The synthetic windows have 8 channels; any audio rendered later gets the offline backend's.
+    # Giving the clip the offline backend's features of a sound makes the two agree, as on a real person.
+    n = N_TRAIN + N_VAL
+    features = extract_features(speech_like(n / FPS, seed=1), cfg.audio_features, num_frames=n)
+    np.save(person.root / "aud_ph.npy", features)
+    train_head(cfg)
+    return person, cfg
+
+
+@pytest.fixture
+def wav(tmp_path):
+    from radnerf.media import write_wav
+
+    path = tmp_path / "speech.wav"
+    write_wav(path, speech_like(SECONDS), RATE)
+    return path
+
+
+def decoded_frames(video) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(video)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def expected_first_frame(cfg, wav) -> tuple[np.ndarray, np.ndarray]:
+    """What the head renders for frame 0 (the first clip frame's smoothed pose, eyes and background,
+    the audio windows around time 0, no earlier code to smooth with) and that background alone:
+    ``[H, W, 3]`` each, in [0, 1]."""
+    from radnerf.audio import extract_features
+    from radnerf.data import PersonDataset
+    from radnerf.models import attention_indices, gather_windows
+    from radnerf.paths import PersonPaths
+    from radnerf.render import render_image
+    from radnerf.train.head import load_head
+
+    paths = PersonPaths.for_person(cfg.paths.artifacts, "synth")
+    head = load_head(paths.final_weights("head"))
+    load = dict(audio_features="ph", scale=cfg.model.pose_scale, offset=cfg.model.pose_offset)
+    train, val = PersonDataset.load(paths, "train", **load), PersonDataset.load(paths, "val", **load)
+    features = extract_features(wav, cfg.audio_features)
+    windows = gather_windows(features, attention_indices([0], len(features), cfg.model.attention_window))
+    cond = head.model.condition(windows, float(train.eye[0]), None)
+    pose = smooth_poses(np.concatenate([train.poses, val.poses]))[0]
+    background = torch.from_numpy(train.head_background(0)).float() / 255
+    with torch.no_grad():
+        rgb = render_image(torch.from_numpy(pose), tuple(float(v) for v in train.intrinsics), 24, 24, head.grid,
+                           lambda x, d: head.model(x, d, cond), options=head.render, background=background)["rgb"]
+    return rgb.numpy(), train.head_background(0) / 255.0
+
+
+def test_renders_an_mp4_of_the_audio_with_its_sound_then_is_up_to_date(trained, make_cfg, wav):
+    from radnerf.media.probe import probe
+    from radnerf.talk import render
+
+    person, _ = trained
+    cfg = make_cfg(*TINY, f"audio={wav}")
+    result = render(cfg)
+    assert not result.skipped
+    assert result.video == person.root / "renders" / "speech.mp4" and result.video.is_file()
+
+    info = probe(result.video)
+    frames = round(SECONDS * FPS)
+    assert info.video is not None and abs(info.video.frames - frames) <= 1 and info.video.frames == result.frames
+    assert info.video.fps == FPS and (info.video.width, info.video.height) == (24, 24)
+    assert info.audio is not None and abs(info.audio.duration - info.video.frames / FPS) < 0.05
+
+    # Frame 0 of the file is the head's render of frame 0 (H.264 at 24 px costs a little colour).
+    decoded = decoded_frames(result.video)
+    assert len(decoded) == result.frames
+    expected, background = expected_first_frame(cfg, wav)
+    assert np.abs(expected - background).mean() > 0.03  # the head shows: a bare background would fail below
+    assert np.abs(decoded[0] / 255.0 - expected).mean() < 0.015
+
+    stamp = result.video.stat().st_mtime_ns
+    again = render(cfg)
+    assert again.skipped and again.video == result.video and again.frames == result.frames
+    assert result.video.stat().st_mtime_ns == stamp and "up to date" in again.summary()
+
+
+def test_a_head_refuses_features_of_another_audio_backend_before_extracting(trained, make_cfg, wav, monkeypatch):
+    import radnerf.audio
+    from radnerf.talk import render
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("features were extracted (a model would have been loaded or downloaded)")
+
+    monkeypatch.setattr(radnerf.audio, "extract_features", no_extraction)
+    with pytest.raises(ConfigError) as info:
+        render(make_cfg(*TINY, f"audio={wav}", "audio_features=wav2vec2"))
+    assert "'ph'" in info.value.message and "'eo'" in info.value.message and "wav2vec2" in info.value.message
+    assert "offline: ph" in info.value.hint
+    assert not (trained[0].root / "renders" / "speech.mp4").exists()
+
+
+def test_pingpong_goes_forward_then_back():
+    assert pingpong(7, 4).tolist() == [0, 1, 2, 3, 2, 1, 0]
+    assert pingpong(9, 3).tolist() == [0, 1, 2, 1, 0, 1, 2, 1, 0]
+    assert pingpong(3, 1).tolist() == [0, 0, 0]
+    assert pingpong(0, 5).tolist() == []
+
+
+def test_smoothed_poses_keep_rotations_and_leave_a_still_head_still():
+    rng = np.random.default_rng(0)
+    n = 20
+    k = np.arange(n)
+    poses = np.tile(np.eye(4), (n, 1, 1))
+    poses[:, :3, :3] = euler_rotation(15 * np.sin(k / 3) + rng.normal(0, 3, n), rng.normal(0, 3, n), rng.normal(0, 3, n))
+    poses[:, :3, 3] = rng.normal(0, 0.01, (n, 3)) + [0, 0, 0.5]
+    smooth = smooth_poses(poses)
+    rot = smooth[:, :3, :3]
+    np.testing.assert_allclose(rot @ rot.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rot.shape), atol=1e-9)
+    np.testing.assert_allclose(np.linalg.det(rot), 1.0, atol=1e-9)
+    np.testing.assert_array_equal(smooth[:, 3], poses[:, 3])
+    # Smoothing takes out the jitter: consecutive poses move less.
+    assert np.abs(np.diff(smooth[:, :3, 3], axis=0)).mean() < 0.5 * np.abs(np.diff(poses[:, :3, 3], axis=0)).mean()
+
+    still = np.tile(poses[3], (n, 1, 1))
+    np.testing.assert_allclose(smooth_poses(still), still, atol=1e-12)
+    np.testing.assert_array_equal(smooth_poses(poses, window=1), poses)
