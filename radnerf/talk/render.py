@@ -109,6 +109,7 @@ def render(cfg: RadNerfConfig) -> RenderResult:
     """
     from radnerf.audio import extract_features
     from radnerf.audio.backends import feature_name
+    from radnerf.audio.stage import feature_settings
 
     started = time.perf_counter()
     paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
@@ -127,25 +128,26 @@ def render(cfg: RadNerfConfig) -> RenderResult:
             hint="render with the backend it was trained with (offline: ph, wav2vec2: eo, hubert: hu)",
         )
     sets = clip_splits(paths, cfg, trained)
-    if cfg.audio is not None:
-        audio_path = Path(cfg.audio)
-        features = extract_features(audio_path, cfg.audio_features)
-        name = audio_path.stem
-    else:
-        audio_path = paths.audio_wav
-        features = np.asarray(sets[0].audio, dtype=np.float32)
-        name = f"{paths.root.name}_self"
-    if features.shape[-1] != head.data["audio_channels"]:
-        raise ConfigError(f"the audio features have {features.shape[-1]} channels, the head was trained on "
-                          f"{head.data['audio_channels']}")
+    audio_path = Path(cfg.audio) if cfg.audio is not None else paths.audio_wav
+    if not audio_path.is_file():
+        raise InputError(f"{audio_path} does not exist", hint="audio=PATH takes any file ffmpeg reads")
+    name = audio_path.stem if cfg.audio is not None else f"{paths.root.name}_self"
     out = paths.render_video(name)
     record = out.with_suffix(".json")
     fingerprint = sha256_json({"head": sha256_file(head_file), "audio": sha256_file(audio_path),
-                               "render": to_container(head.render), "version": RENDER_VERSION})
+                               "features": feature_settings(cfg.audio_features), "render": to_container(head.render),
+                               "version": RENDER_VERSION})
     done = read_manifest(record)
     if out.exists() and done is not None and done.get("fingerprint") == fingerprint:
         log.info("render: %s is up to date", out)
-        return RenderResult(out, int(done.get("frames", len(features))), time.perf_counter() - started, skipped=True)
+        return RenderResult(out, int(done.get("frames", 0)), time.perf_counter() - started, skipped=True)
+    if cfg.audio is not None:
+        features = extract_features(audio_path, cfg.audio_features)
+    else:
+        features = np.asarray(sets[0].audio, dtype=np.float32)
+    if features.shape[-1] != head.data["audio_channels"]:
+        raise ConfigError(f"the audio features have {features.shape[-1]} channels, the head was trained on "
+                          f"{head.data['audio_channels']}")
     frames = render_frames(head, sets, features, device)
     from radnerf.media.encode import VideoWriter
 

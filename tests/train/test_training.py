@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -84,6 +85,23 @@ class Killed(BaseException):
     """Stands in for SIGKILL inside the process: nothing after it runs."""
 
 
+@contextlib.contextmanager
+def killed_at(step: int, monkeypatch):
+    """Inside the block, training dies right after writing the checkpoint of ``step``."""
+    save = HeadTrainer.save
+
+    def save_then_die(self):
+        path = save(self)
+        if self.step == step:
+            raise Killed()
+        return path
+
+    monkeypatch.setattr(HeadTrainer, "save", save_then_die)
+    with pytest.raises(Killed):
+        yield
+    monkeypatch.setattr(HeadTrainer, "save", save)
+
+
 @pytest.mark.slow
 def test_a_killed_run_resumes_on_the_same_trajectory(make_cfg, person, tmp_path, monkeypatch):
     """2,000 steps straight, and 1,000 + a kill + resume + 1,000: the same loss curve and the same weights."""
@@ -93,18 +111,8 @@ def test_a_killed_run_resumes_on_the_same_trajectory(make_cfg, person, tmp_path,
 
     cfg = make_cfg(*TINY, *steps, f"paths.artifacts={tmp_path / 'resumed'}")
     make_synthetic_person(tmp_path / "resumed" / "synth", n_train=12, n_val=3, size=24)
-    save = HeadTrainer.save
-
-    def save_then_die(self):
-        path = save(self)
-        if self.step == 1000:
-            raise Killed()
-        return path
-
-    monkeypatch.setattr(HeadTrainer, "save", save_then_die)
-    with pytest.raises(Killed):
+    with killed_at(1000, monkeypatch):
         train_head(cfg)
-    monkeypatch.setattr(HeadTrainer, "save", save)
     assert [s for s, _ in checkpoint_files(tmp_path / "resumed" / "synth" / "head" / "checkpoints")] == [1000]
 
     train_head(cfg)  # resumes from step 1000
@@ -129,16 +137,16 @@ def test_a_process_killed_mid_training_resumes_from_its_checkpoint(make_cfg, per
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed_at = checkpoint_files(folder)
-    assert killed_at, "no checkpoint before the kill"
+    before_kill = checkpoint_files(folder)
+    assert before_kill, "no checkpoint before the kill"
     assert not (person.root / "head" / "head.pt").exists()
 
     run = subprocess.run([sys.executable, "-m", "radnerf.cli", "train-head", *overrides[:-2],
-                          f"train.head_iters={killed_at[-1][0] + 20}", "train.checkpoint_every=100", "-v"],
+                          f"train.head_iters={before_kill[-1][0] + 20}", "train.checkpoint_every=100", "-v"],
                          capture_output=True, text=True, env=env, timeout=300)
     # head_iters grew: the run continues from the checkpoint (settings otherwise equal) and finishes.
     assert run.returncode == 0, run.stderr[-2000:]
-    assert f"resuming from {killed_at[-1][1].name}" in run.stderr
+    assert f"resuming from {before_kill[-1][1].name}" in run.stderr
     assert (person.root / "head" / "head.pt").is_file()
 
 
@@ -152,18 +160,8 @@ def test_a_corrupt_checkpoint_is_refused_naming_the_file(make_cfg, person):
 
 
 def test_an_unfinished_run_of_another_model_is_refused_naming_the_setting(make_cfg, person, monkeypatch):
-    save = HeadTrainer.save
-
-    def save_then_die(self):
-        path = save(self)
-        if self.step == 10:
-            raise Killed()
-        return path
-
-    monkeypatch.setattr(HeadTrainer, "save", save_then_die)
-    with pytest.raises(Killed):
+    with killed_at(10, monkeypatch):
         train_head(make_cfg(*TINY, "train.head_iters=20", "train.checkpoint_every=10"))
-    monkeypatch.setattr(HeadTrainer, "save", save)
     with pytest.raises(ConfigError, match=r"model\.ambient_dim: 2 in the checkpoint, 3 now") as info:
         train_head(make_cfg(*TINY, "train.head_iters=20", "model.ambient_dim=3"))
     assert "overwrite=true" in info.value.hint
@@ -196,19 +194,9 @@ def test_changed_data_retrains_a_finished_head_but_refuses_to_continue_an_unfini
     after = load_checkpoint(checkpoint_files(folder)[-1][1], kind="head-train")["data"]
     assert after != before  # trained on the new data, not resumed from the old run
 
-    save = HeadTrainer.save
-
-    def save_then_die(self):
-        path = save(self)
-        if self.step == 10:
-            raise Killed()
-        return path
-
     unfinished = make_cfg(*TINY, "train.head_iters=20", "train.checkpoint_every=10", "overwrite=true")
-    monkeypatch.setattr(HeadTrainer, "save", save_then_die)
-    with pytest.raises(Killed):
+    with killed_at(10, monkeypatch):
         train_head(unfinished)
-    monkeypatch.setattr(HeadTrainer, "save", save)
     transforms.write_text(transforms.read_text() + "\n")
     with pytest.raises(ConfigError, match="the person's data .* changed since"):
         train_head(make_cfg(*TINY, "train.head_iters=20", "train.checkpoint_every=10"))
