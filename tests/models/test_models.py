@@ -162,3 +162,27 @@ def test_paper_sizes(make_cfg):
     assert [layer.weight.shape for layer in model.color_net.net] == [(64, 84), (3, 64)]
     assert model.individual_codes.shape == (10, 4)
     assert model.audio_net.encoder_fc1[2].weight.shape == (64, 64)
+
+
+def test_the_default_spatial_grid_sees_all_three_axes_at_every_level(make_cfg):
+    """Why the head's grids are tiny-cuda-nn's hash, not RAD-NeRF's tiled: at the paper's sizes the tiled
+    3D grid stops adding dimensions once a level's 2D slice outgrows its 2^16 table, so its 7 finest levels
+    give the same features to points that differ only along the third axis (the head's left-right one in
+    RAD-NeRF's space: both eyes would share their fine features)."""
+    from dataclasses import replace
+
+    from radnerf.encoding import build_grid_encoder
+
+    cfg = make_cfg().model.spatial_grid
+    a = torch.tensor([[0.1, 0.2, -0.3]])
+    b = a + torch.tensor([[0.0, 0.0, 0.37]])  # the third axis only
+    for grid_type, blind in (("tiled", 7), ("hash", 0)):
+        torch.manual_seed(0)
+        grid = build_grid_encoder(replace(cfg, grid_type=grid_type), 3, "torch", bound=1.0,
+                                  scale_resolution_by_bound=True)
+        with torch.no_grad():
+            grid.params.uniform_(-1, 1)
+            same = (grid(a) - grid(b)).abs().view(16, 2).sum(-1) < 1e-6  # up to rounding of fz + (1 - fz)
+        assert int(same.sum()) == blind, (grid_type, same.tolist())
+        assert not bool(same[:9].any())
+    assert cfg.grid_type == "hash"
