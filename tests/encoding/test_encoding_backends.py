@@ -175,3 +175,28 @@ def test_import_compiles_nothing():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fused_backward_is_the_same_every_time_on_two_threads():
+    """The input gradient of a 2D grid (the audio coordinate's) sums per-thread shares of the levels: the
+    shares and their order must not depend on which thread was faster, or a training run is not
+    repeatable and a resumed one drifts from the uninterrupted one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        enc = GridEncoder(grid_layout(input_dim=2, num_levels=16, log2_hashmap_size=12, desired_resolution=512,
+                                      grid_type="hash"), path="fused")
+        with torch.no_grad():
+            enc.params.uniform_(-1, 1)
+        g = torch.Generator().manual_seed(0)
+        x = (torch.rand(20000, 2, generator=g) * 2 - 1).requires_grad_()
+        weights = torch.randn(20000, 32, generator=g)
+        grads = []
+        for _ in range(12):
+            x.grad, enc.params.grad = None, None
+            (enc(x) * weights).sum().backward()
+            grads.append((x.grad.clone(), enc.params.grad.clone()))
+        for gx, gt in grads[1:]:
+            assert torch.equal(gx, grads[0][0]) and torch.equal(gt, grads[0][1])
+    finally:
+        torch.set_num_threads(threads)

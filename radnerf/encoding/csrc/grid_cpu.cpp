@@ -19,7 +19,7 @@
 // Work split, chosen by measurement on a 2-core AVX-512 machine:
 // - forward: one level at a time, points split across threads in whole
 //   chunks, so a level's table stays in cache while every point reads it;
-// - backward: each thread owns whole levels (dynamic queue), so table-gradient
+// - backward: each thread owns whole levels (dealt round-robin), so table-gradient
 //   scatters never race and need no atomics or per-thread copies; the thread
 //   zeroes its levels' gradient slice right before scattering into it;
 // - plain scalar loads: AVX-512 gathers were slower for 8-corner lookups.
@@ -28,7 +28,6 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <atomic>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -228,13 +227,13 @@ void backward_impl(const scalar_t* grad_out, bool rows_major, int64_t row_stride
         std::fill(partial + r * S + p0, partial + r * S + end, (scalar_t)0);
     }
   });
-  std::atomic<int64_t> next_level{0};
-
   at::parallel_for(0, nthreads, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       scalar_t* gx = grad_x ? partial + t * D * S : nullptr;
-      // Finest levels first: they cost the most, so the queue ends on cheap ones.
-      for (int64_t q = next_level.fetch_add(1); q < L; q = next_level.fetch_add(1)) {
+      // Levels dealt round-robin, finest first, rather than taken from a shared queue: which
+      // levels a partial input gradient sums, and in what order, must not depend on timing, or
+      // the same training run gives other numbers each time it runs (and a resumed run drifts).
+      for (int64_t q = t; q < L; q += nthreads) {
         const int64_t l = L - 1 - q;
         const Level& lv = levels[l];
         const scalar_t* g = gbase + l * glevel;
