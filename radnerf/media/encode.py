@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -30,10 +30,9 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.frames = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=self.path.suffix or ".mp4",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        # A fresh name that ffmpeg creates itself, so the video gets the permissions the umask allows;
+        # mkstemp's file is 0600, and ffmpeg writing into it kept the finished video private.
+        self.tmp = self.path.parent / f".{self.path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{self.path.suffix or '.mp4'}"
         cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{self.width}x{self.height}", "-r", str(fps), "-i", "-"]
         if audio is not None:

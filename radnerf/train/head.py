@@ -275,6 +275,8 @@ class HeadTrainer:
     def _progress_text(self, meter: _Speed, total: int) -> str:
         recent = self.history.mse[-50:]
         psnr = losses.psnr(sum(recent) / len(recent)) if recent else float("nan")
+        if len(meter.times) < 10:  # the first steps pay for warm-up: their rate would promise hours
+            return f"loss {self.history.loss[-1]:.4f}, PSNR {psnr:.1f} dB, measuring speed"
         eta = meter.seconds_per_step() * (total - self.step)
         return (f"loss {self.history.loss[-1]:.4f}, PSNR {psnr:.1f} dB, "
                 f"{meter.steps_per_second():.1f} it/s, {meter.steps_per_second() * self.cfg.train.num_rays / 1e3:.0f}k "
