@@ -25,6 +25,7 @@ Usage::
     python benchmarks/bench_head.py                         # everything (hours on 2 cores)
     python benchmarks/bench_head.py --only speed            # a minute once quality has trained
     python benchmarks/bench_head.py --only ablations --ablation-steps 1000
+    python benchmarks/bench_head.py --only ablations --ablation-steps 50 --variants implicit
     python benchmarks/bench_head.py --device cuda --preset paper   # on a GPU (not measured here yet)
 """
 
@@ -158,13 +159,20 @@ def quality(args) -> list[dict]:
 
 
 def speed(args) -> list[dict]:
+    from radnerf.train.checkpoint import checkpoint_files, load_checkpoint
     from radnerf.train.head import HeadTrainer
 
     prepared(args)
     rows = []
-    for name, overrides in (("full model", []), ("no audio (baseline)", ["model.audio=false"])):
-        trainer = HeadTrainer(config(args, variant_root(args, name), *overrides))
-        trainer.resume()  # the trained state (fog cleared) if quality ran; else from scratch
+    for name, kind, overrides in (("full model", "full model", ["model.audio=true"]),
+                                  ("no audio (baseline)", "no audio", ["model.audio=false"])):
+        # The state the quality run of the first seed ended in (its fog cleared, its occupancy grid
+        # tight), read without resuming: nothing of that run is written. Without one, from scratch.
+        root = variant_root(args, f"{kind}, seed {args.seeds[0]}")
+        trainer = HeadTrainer(config(args, root, *overrides, f"seed={args.seeds[0]}"))
+        files = checkpoint_files(trainer.checkpoint_dir)
+        if files:
+            trainer.load_state_dict(load_checkpoint(files[-1][1], kind="head-train"))
         for _ in range(args.warmup):
             trainer.train_step()
         samples, started = 0, time.perf_counter()
@@ -243,6 +251,8 @@ def ablations(args) -> list[dict]:
     prepared(args)
     rows = []
     for name, overrides in ABLATIONS.items():
+        if args.variants and name not in args.variants:
+            continue
         trainer = HeadTrainer(config(args, variant_root(args, f"ablation {name}"), f"train.head_iters={args.ablation_steps}",
                                      *overrides))
         started = time.perf_counter()
@@ -287,6 +297,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--ablation-steps", type=int, default=1000)
+    p.add_argument("--variants", nargs="+", default=[], metavar="NAME",
+                   help="ablations to run (default all); the implicit MLP takes seconds a step on a CPU")
     p.add_argument("--memory-frames", type=int, default=7500)
     p.add_argument("--memory-steps", type=int, default=300)
     args = p.parse_args()
