@@ -32,7 +32,7 @@ from radnerf.models import attention_indices, gather_windows
 from radnerf.paths import PersonPaths
 from radnerf.render import render_image
 from radnerf.stage_io import report_progress, sha256_file, sha256_json, write_json_atomic
-from radnerf.train.head import TrainedHead, load_head
+from radnerf.train.head import TrainedHead, load_head, person_splits
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +92,6 @@ def smooth_poses(poses: np.ndarray, window: int = POSE_SMOOTHING) -> np.ndarray:
     return out
 
 
-def clip_splits(paths: PersonPaths, cfg: RadNerfConfig, feature: str) -> tuple[PersonDataset, PersonDataset]:
-    """The person's clip, whose poses, eyes and torso rendering borrows: ``(train split, val split)``."""
-    load = dict(audio_features=feature, scale=cfg.model.pose_scale, offset=cfg.model.pose_offset)
-    return PersonDataset.load(paths, "train", **load), PersonDataset.load(paths, "val", **load)
-
-
 def render(cfg: RadNerfConfig) -> RenderResult:
     """``radnerf render person=NAME [audio=PATH]``: the head speaking ``audio`` (default: the person's own).
 
@@ -127,7 +121,7 @@ def render(cfg: RadNerfConfig) -> RenderResult:
             f"'{feature}' (audio_features.backend={cfg.audio_features.backend})",
             hint="render with the backend it was trained with (offline: ph, wav2vec2: eo, hubert: hu)",
         )
-    sets = clip_splits(paths, cfg, trained)
+    sets = person_splits(paths, cfg, trained)
     audio_path = Path(cfg.audio) if cfg.audio is not None else paths.audio_wav
     if not audio_path.is_file():
         raise InputError(f"{audio_path} does not exist", hint="audio=PATH takes any file ffmpeg reads")

@@ -28,6 +28,7 @@ import math
 import resource
 import shutil
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,12 @@ def run_settings(cfg: RadNerfConfig) -> dict:
         "audio_features": feature_name(cfg.audio_features),
         "seed": cfg.seed,
     }
+
+
+def person_splits(paths: PersonPaths, cfg: RadNerfConfig, feature: str) -> tuple[PersonDataset, PersonDataset]:
+    """The person's ``(train, val)`` splits with ``feature`` audio, posed as the model config scales them."""
+    load = dict(audio_features=feature, scale=cfg.model.pose_scale, offset=cfg.model.pose_offset)
+    return PersonDataset.load(paths, "train", **load), PersonDataset.load(paths, "val", **load)
 
 
 def model_config(data: dict) -> ModelConfig:
@@ -135,10 +142,7 @@ class HeadTrainer:
         self.paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
         self.device = torch.device(device or resolve_device(cfg.train.device, "train.device"))
         self.settings = run_settings(cfg)
-        feature = feature_name(cfg.audio_features)
-        load = dict(audio_features=feature, scale=cfg.model.pose_scale, offset=cfg.model.pose_offset)
-        self.train_set = PersonDataset.load(self.paths, "train", **load)
-        self.val_set = PersonDataset.load(self.paths, "val", **load)
+        self.train_set, self.val_set = person_splits(self.paths, cfg, feature_name(cfg.audio_features))
         self.rays = HeadRays(self.train_set, cfg.train.num_rays, self.device, cfg.train.image_cache_gb * 1e9)
         self.intrinsics = tuple(float(v) for v in self.train_set.intrinsics)
 
@@ -295,16 +299,22 @@ class HeadTrainer:
     def checkpoint_dir(self) -> Path:
         return self.paths.checkpoints("head")
 
-    def state_dict(self) -> dict:
-        state = {
-            "kind": "head-train",
+    def _header(self, kind: str) -> dict:
+        """What a resumable checkpoint and the exported head both hold: enough to rebuild the model."""
+        return {
+            "kind": kind,
             "step": self.step,
             "settings": self.settings,
             "data": self.data_fingerprint,
             "audio_channels": int(self.train_set.audio.shape[-1]),
             "num_frames": len(self.train_set),
-            "model": self.model.state_dict(),
             "grid": self.grid.state_dict(),
+        }
+
+    def state_dict(self) -> dict:
+        state = {
+            **self._header("head-train"),
+            "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "ema": self.ema.state_dict(),
@@ -446,14 +456,8 @@ class HeadTrainer:
     def export(self, path: Path, metrics: dict | None = None) -> None:
         """Write the finished head (averaged weights, grid, settings): what rendering loads."""
         save_checkpoint(path, {
-            "kind": "head",
-            "step": self.step,
-            "settings": self.settings,
-            "data": self.data_fingerprint,
-            "audio_channels": int(self.train_set.audio.shape[-1]),
-            "num_frames": len(self.train_set),
+            **self._header("head"),
             "model": self.ema.averaged_state_dict(),
-            "grid": self.grid.state_dict(),
             "intrinsics": list(self.intrinsics),
             "image_size": [self.train_set.height, self.train_set.width],
             "metrics": dict(metrics or {}),
@@ -564,12 +568,12 @@ def train_head(cfg: RadNerfConfig) -> StageResult:
         staged = w.staged
         w.path(rel(paths.val_renders("head"))).mkdir(parents=True)
         metrics = trainer.validate(staged.val_renders("head"))
-        speed = getattr(trainer, "speed", None)
+        speed = trainer.speed
         metrics.update(
             steps=float(trainer.step),
-            steps_per_second=round(speed.steps_per_second(), 3) if speed else 0.0,
-            rays_per_second=round(speed.steps_per_second() * cfg.train.num_rays, 1) if speed else 0.0,
-            samples_per_ray=round(speed.samples_per_step() / cfg.train.num_rays, 3) if speed else 0.0,
+            steps_per_second=round(speed.steps_per_second(), 3),
+            rays_per_second=round(speed.steps_per_second() * cfg.train.num_rays, 1),
+            samples_per_ray=round(speed.samples_per_step() / cfg.train.num_rays, 3),
             occupancy=round(trainer.grid.occupancy_rate, 4),
             peak_memory_mb=round(peak_memory_mb(trainer.device), 1),
         )
@@ -592,9 +596,8 @@ class _Speed:
     """Steps per second and samples per step over the most recent steps (validation and saving excluded)."""
 
     def __init__(self, window: int = 200):
-        self.window = window
-        self.times: list[float] = []
-        self.samples: list[int] = []
+        self.times: deque[float] = deque(maxlen=window)
+        self.samples: deque[int] = deque(maxlen=window)
         self.total_time = 0.0
         self.total_steps = 0
 
@@ -603,9 +606,6 @@ class _Speed:
         self.samples.append(samples)
         self.total_time += seconds
         self.total_steps += 1
-        if len(self.times) > self.window:
-            self.times.pop(0)
-            self.samples.pop(0)
 
     def seconds_per_step(self) -> float:
         return sum(self.times) / len(self.times) if self.times else 0.0
