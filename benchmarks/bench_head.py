@@ -11,7 +11,7 @@ Sections (``--only`` picks some; each prints a markdown table and appends its ro
     each set mean-centred, pixels) of the offline landmark backend (dlib) between the
     rendered and the real val frames.
 ``speed``
-    steps/s, rays/s and samples per ray of the full model and the baseline at the preset's
+    steps/s, rays/s and samples per ray of the full model (bfloat16 MLPs where the CPU has the units, and float32), and the baseline at the preset's
     rays per step, after a warm-up, on the trained heads' state; peak memory of the process.
 ``memory``
     a synthetic 5-minute clip at 512 px (7,500 frames, uint8 images on disk) trained for a few
@@ -165,6 +165,8 @@ def speed(args) -> list[dict]:
     prepared(args)
     rows = []
     for name, kind, overrides in (("full model", "full model", ["model.audio=true"]),
+                                  ("full model, float32 MLPs (train.amp=false)", "full model",
+                                   ["model.audio=true", "train.amp=false"]),
                                   ("no audio (baseline)", "no audio", ["model.audio=false"])):
         # The state the quality run of the first seed ended in (its fog cleared, its occupancy grid
         # tight), read without resuming: nothing of that run is written. Without one, from scratch.

@@ -247,13 +247,15 @@ def run_pipeline(cfg: RadNerfConfig) -> PersonRun:
 
 
 def stage_images(paths: PersonPaths, result: StageResult, val_renders: int = 4) -> list[Path]:
-    """What MLflow keeps of a stage besides its manifest: its overlays; for a trained head, its training
-    log and a few of its val renders (ground truth | render), spread over the val frames."""
+    """What MLflow keeps of a stage besides its manifest: its overlays; for a trained model (the head, the
+    lips, the torso), its training log and a few of its val renders (ground truth | render), spread over the
+    val frames."""
     images = sorted(paths.overlays.glob(f"{result.stage}_*.jpg"))
-    if result.stage == "train-head":
-        renders = sorted(paths.val_renders("head").glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
+    part = {"train-head": "head", "finetune-lips": "lips", "train-torso": "torso"}.get(result.stage)
+    if part is not None:
+        renders = sorted(paths.val_renders(part).glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
         step = max(1, len(renders) // val_renders)
-        images += [paths.train_log("head"), *renders[::step][:val_renders]]
+        images += [paths.train_log(part), *renders[::step][:val_renders]]
     return images
 
 

@@ -31,6 +31,12 @@ def _commands() -> dict:
         f"run {', '.join(pipeline.PREPROCESS)} in order; finished stages are skipped",
         "radnerf preprocess person=alice video=alice.mp4",
     )
+    commands["train"] = pipeline.Stage(
+        "train",
+        "radnerf.pipeline:train",
+        f"run {', '.join(pipeline.TRAINING)} in order; each resumes from its checkpoint, finished ones are skipped",
+        "radnerf train person=alice [preset=cpu_tiny]",
+    )
     commands["render"] = pipeline.Stage(
         "render",
         "radnerf.talk:render",

@@ -359,8 +359,15 @@ class TrainConfig:
     """Steps of head training."""
     lips_iters: int = 50000
     """Steps of lip fine-tuning with LPIPS on lip patches."""
+    lips_loss: str = "lpips"
+    """Loss on the lip patches: 'lpips' (the paper's: MSE + lambda_lpips x LPIPS-Alex, needs
+    `radnerf weights fetch alexnet`) or 'mse' (offline: MSE alone)."""
     torso_iters: int = 200000
     """Steps of torso training."""
+    torso_target: str = "torso"
+    """What the torso learns to reproduce: 'torso' (the paper's, Appendix A: the neck in-painted torso image over
+    bc.jpg, the head playing no part) or 'frame' (the ground-truth frame behind the frozen head's render: the
+    composite's own error, but the torso hidden behind the head is left unconstrained)."""
     num_rays: int = 65536
     """Rays per step (all from one frame)."""
     lr_grid: float = 5e-3
@@ -374,7 +381,7 @@ class TrainConfig:
     ema_decay: float = 0.95
     """Exponential moving average of the weights, per step; the average is what validation and export use."""
     lambda_entropy: float = 1e-4
-    """Weight of the binary entropy of each ray's opacity (pushes it to 0 or 1)."""
+    """Weight of the binary entropy of each ray's opacity and of each torso pixel's alpha (pushes them to 0 or 1)."""
     lambda_ambient: float = 0.1
     """Weight of the L1 on the audio coordinate of rays outside the face box (paper Eq. 6)."""
     ambient_ramp: float = 1.0
@@ -390,7 +397,8 @@ class TrainConfig:
     val_frames: int = 2
     """Val frames rendered at each intermediate validation (the final one renders every val frame)."""
     amp: bool = True
-    """Mixed precision (float16 autocast with loss scaling) on CUDA; CPU training is always float32."""
+    """Mixed precision: float16 autocast with loss scaling on CUDA; on a CPU with bfloat16 matrix units
+    (AMX, AVX512-BF16) the MLPs multiply in bfloat16 (weights and everything else float32); float32 elsewhere."""
     image_cache_gb: float = 2.0
     """Decoded frames kept in memory (uint8); beyond it frames are decoded from disk when drawn."""
     max_loss: float = 1.0
@@ -400,7 +408,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_choice("train.device", self.device, ("auto", "cpu", "cuda"))
-        for key in ("head_iters", "num_rays", "checkpoint_every", "keep_checkpoints"):
+        check_choice("train.lips_loss", self.lips_loss, ("lpips", "mse"))
+        check_choice("train.torso_target", self.torso_target, ("torso", "frame"))
+        for key in ("head_iters", "lips_iters", "torso_iters", "num_rays", "checkpoint_every", "keep_checkpoints"):
             check_at_least(f"train.{key}", getattr(self, key), 1)
         for key in ("val_every", "val_frames", "lambda_entropy", "lambda_ambient", "ambient_ramp", "image_cache_gb"):
             check_at_least(f"train.{key}", getattr(self, key), 0)
@@ -453,6 +463,12 @@ class RenderConfig:
     """Random audio conditions probed per occupancy update (RAD-NeRF: 1)."""
     fps: int = 25
     """Frame rate of rendered videos."""
+    amp: bool = True
+    """Render with the MLPs multiplying in bfloat16 on a CPU with bfloat16 matrix units (speed only; as ``train.amp``)."""
+    torso: str = "auto"
+    """What is under the head in a rendered video: 'model' (the trained torso, ``radnerf train-torso``),
+    'clip' (the torso images of the clip frame whose pose is used, as the head trained on) or 'auto'
+    (the model when there is one)."""
 
     def __post_init__(self) -> None:
         # Zero here would divide by zero or loop forever deep in the marcher.
@@ -460,6 +476,7 @@ class RenderConfig:
         for key in positive:
             check_at_least(f"render.{key}", getattr(self, key), 1)
         check_at_least("render.grid_size", self.grid_size, 2)
+        check_choice("render.torso", self.torso, ("auto", "model", "clip"))
         from radnerf.errors import ConfigError
 
         if not 0.0 <= self.min_transmittance < 1.0:  # 0: no early termination

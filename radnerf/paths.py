@@ -18,6 +18,7 @@ and ours can be read by their tools::
       overlays/, track/         images and reports for a visual check
       manifests/<stage>.json    what each finished stage consumed and wrote
       head/                     head model: checkpoints/step_<n>.pt, head.pt (final), occupancy grid
+      lips/                     the head after lip fine-tuning: checkpoints/, lips.pt (what rendering prefers)
       torso/                    torso model: checkpoints/step_<n>.pt, torso.pt
       eval/                     metrics.json, report (side-by-side video, plots, summary)
       renders/<name>.mp4        videos rendered from any audio
@@ -175,9 +176,9 @@ class PersonPaths:
         return self.root / "torso"
 
     def model_dir(self, part: str) -> Path:
-        """``head/`` or ``torso/``."""
-        if part not in ("head", "torso"):
-            raise ValueError(f"part={part!r}: use 'head' or 'torso'")
+        """``head/``, ``lips/`` (the head after lip fine-tuning) or ``torso/``."""
+        if part not in ("head", "lips", "torso"):
+            raise ValueError(f"part={part!r}: use 'head', 'lips' or 'torso'")
         return self.root / part
 
     def checkpoints(self, part: str) -> Path:
@@ -189,7 +190,7 @@ class PersonPaths:
         return self.checkpoints(part) / f"step_{step:07d}.pt"
 
     def final_weights(self, part: str) -> Path:
-        """The finished model a later stage or render loads: ``head/head.pt``, ``torso/torso.pt``."""
+        """The finished model a later stage or render loads: ``head/head.pt``, ``lips/lips.pt``, ``torso/torso.pt``."""
         return self.model_dir(part) / f"{part}.pt"
 
     def val_renders(self, part: str) -> Path:

@@ -54,6 +54,12 @@ SHARED_CODE = ("radnerf/stage_io.py", "radnerf/paths.py", "radnerf/config.py", "
 """Code every stage runs through: a change here re-runs every stage under ``dvc repro``."""
 PREPROCESS_CODE = ("radnerf/preprocess/common.py",)
 """What the per-frame preprocessing stages share besides :data:`SHARED_CODE`."""
+TRAIN_CODE = ("radnerf/data", "radnerf/models", "radnerf/train", "radnerf/render", "radnerf/encoding",
+              "radnerf/devices.py")
+"""The code of the training stages (the head, the lips, the torso) besides :data:`SHARED_CODE`."""
+PERSON_DATA = ("transforms_train.json", "transforms_val.json", "gt_imgs", "torso_imgs", "bc.jpg", "regions.csv",
+               "{audio_features}")
+"""What the training stages read of a person's preprocessed files (:class:`radnerf.data.PersonDataset`)."""
 
 
 def resolve(target: str) -> Callable:
@@ -109,18 +115,30 @@ STAGES: list[Stage] = [
     Stage("train-head", "radnerf.train.head:train_head",
           "train the talking head (decomposed audio-spatial NeRF); resumes from its newest checkpoint",
           "radnerf train-head person=alice [preset=cpu_tiny] [model.audio=false]",
-          reads=("transforms_train.json", "transforms_val.json", "gt_imgs", "torso_imgs", "bc.jpg", "regions.csv",
-                 "{audio_features}"),
+          reads=PERSON_DATA,
           writes=("head/head.pt", "head/val", "head/log.csv"), groups=("model", "train", "render"),
-          code=("radnerf/data", "radnerf/models", "radnerf/train", "radnerf/render", "radnerf/encoding",
-                "radnerf/devices.py")),
+          code=TRAIN_CODE),
+    Stage("finetune-lips", "radnerf.train.lips:finetune_lips",
+          "fine-tune the head on lip patches (MSE + LPIPS); rendering prefers the result",
+          "radnerf finetune-lips person=alice [train.lips_loss=mse]",
+          reads=("head/head.pt", *PERSON_DATA),
+          writes=("lips/lips.pt", "lips/val", "lips/log.csv"), groups=("model", "train", "render"),
+          code=TRAIN_CODE),
+    Stage("train-torso", "radnerf.train.torso:train_torso",
+          "train the pseudo-3D deformable torso below the head; resumes from its newest checkpoint",
+          "radnerf train-torso person=alice [train.torso_iters=1000]",
+          reads=("head/head.pt", "lips/lips.pt", *PERSON_DATA),
+          writes=("torso/torso.pt", "torso/val", "torso/log.csv"), groups=("model", "train", "render"),
+          code=TRAIN_CODE),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 
-PREPROCESS = [s.name for s in STAGES if not s.name.startswith("train")]
+PREPROCESS = [s.name for s in STAGES[: [s.name for s in STAGES].index("train-head")]]
 """What ``radnerf preprocess`` runs: everything before training."""
+TRAINING = [s.name for s in STAGES if s.name not in PREPROCESS]
+"""What ``radnerf train`` runs: the models, in order (the head, its lips, the torso)."""
 
-PLANNED = ["finetune-lips", "train-torso", "evaluate"]
+PLANNED = ["evaluate"]
 """Stages of the full RAD-NeRF pipeline not built yet (named in summaries, never run)."""
 
 
@@ -142,7 +160,7 @@ def stages_to_run(cfg: RadNerfConfig, names: list[str] | None = None) -> list[st
 
 
 @dataclass
-class PreprocessResult:
+class StagesResult:
     results: dict[str, StageResult]
     """``{stage name: its result}`` in the order they ran."""
 
@@ -150,12 +168,18 @@ class PreprocessResult:
         return "\n".join(report_line(name, r) for name, r in self.results.items())
 
 
-def preprocess(cfg: RadNerfConfig) -> PreprocessResult:
+def preprocess(cfg: RadNerfConfig) -> StagesResult:
     """``radnerf preprocess``: every stage before training, in order, each skipped when up to date.
 
     With ``video=PATH`` it starts from ingestion; without, from the frames already ingested.
     """
-    return PreprocessResult({n: run_stage(BY_NAME[n], cfg) for n in stages_to_run(cfg, PREPROCESS)})
+    return StagesResult({n: run_stage(BY_NAME[n], cfg) for n in stages_to_run(cfg, PREPROCESS)})
+
+
+def train(cfg: RadNerfConfig) -> StagesResult:
+    """``radnerf train``: every model stage in order, each skipped when up to date or resumed from its newest
+    checkpoint."""
+    return StagesResult({n: run_stage(BY_NAME[n], cfg) for n in TRAINING})
 
 
 def dvc_yaml(cfg: RadNerfConfig, choices: dict[str, str]) -> str:

@@ -28,8 +28,10 @@ def test_help_lists_training_and_rendering():
     out = run_cli("--help")
     assert out.returncode == 0
     commands = re.findall(r"^    (\S+)", out.stdout, re.M)
-    assert "train-head" in commands and "render" in commands
-    assert commands.index("audio") < commands.index("train-head")  # in the order the data flows
+    assert {"train-head", "finetune-lips", "train", "render"} <= set(commands)
+    assert commands.index("audio") < commands.index("train-head") < commands.index("finetune-lips")  # data order
+    train = run_cli("train", "--help")
+    assert train.returncode == 0 and "train-head, finetune-lips" in train.stdout
     render = run_cli("render", "--help")
     assert render.returncode == 0 and "radnerf render person=alice audio=speech.wav" in render.stdout
 
@@ -74,6 +76,7 @@ def test_demo_end_to_end_twice(tmp_path):
     assert manifest["frames"] == len(list((tmp_path / "artifacts/demo/ori_imgs").glob("*.jpg"))) > 50
     assert (tmp_path / "data/demo.mp4").exists()
     assert re.search(r"^  train-head +done ", first.stdout, re.M), first.stdout
+    assert re.search(r"^  finetune-lips +done ", first.stdout, re.M), first.stdout
     assert "not built yet" in first.stdout and not re.search(r"not built yet:.*train-head", first.stdout)
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         names = {r[0] for r in db.execute("select name from runs")}

@@ -42,7 +42,8 @@ def test_dvc_repro_twice_on_a_tiny_input(tmp_path, talking_clip):
     _run([*dvc, "config", "core.analytics", "false"], repo, env)
     _run([*dvc, "add", "-q", "data"], repo, env)
     first = _run([*dvc, "repro"], repo, env)
-    stages = ["ingest", "landmarks", "parse", "background", "torso", "regions", "track", "audio", "train-head"]
+    stages = ["ingest", "landmarks", "parse", "background", "torso", "regions", "track", "audio", "train-head",
+              "finetune-lips", "train-torso"]
     for stage in stages:
         assert f"Running stage '{stage}@tiny'" in first.stdout
     person = repo / "artifacts/tiny"
@@ -50,16 +51,17 @@ def test_dvc_repro_twice_on_a_tiny_input(tmp_path, talking_clip):
     assert frames > 25 and len(list((person / "ori_imgs").glob("*.lms"))) == frames
     assert (person / "transforms_train.json").exists() and (person / "aud_ph.npy").exists()
     assert (person / "head/head.pt").is_file() and (person / "head/log.csv").is_file()
+    assert (person / "torso/torso.pt").is_file() and (person / "torso/log.csv").is_file()
     second = _run([*dvc, "repro"], repo, env)
     assert "Running stage" not in second.stdout and "up to date" in second.stdout
 
-    # A changed tracking setting re-runs tracking and the head trained on its poses, and nothing else.
+    # A changed tracking setting re-runs tracking and the models trained on its poses, and nothing else.
     params = yaml.safe_load((repo / "conf/track/default.yaml").read_text())
     params["smooth_rotation"] = 3.0
     (repo / "conf/track/default.yaml").write_text(yaml.safe_dump(params))
     third = _run([*dvc, "repro"], repo, env)
     ran = [s for s in stages if f"Running stage '{s}@tiny'" in third.stdout]
-    assert ran == ["track", "train-head"]
+    assert ran == ["track", "train-head", "finetune-lips", "train-torso"]
     assert "starting over" in third.stdout + third.stderr  # the finished head's checkpoints did not block it
 
 

@@ -36,5 +36,6 @@ def test_model_eval_and_render_locations():
     assert p.metrics == Path("/a/alice/eval/metrics.json")
     assert p.render_video("musetalk") == Path("/a/alice/renders/musetalk.mp4")
     assert p.rel(p.background_image) == "bc.jpg" and p.rel(p.parsing_image(3)) == "parsing/3.png"
+    assert p.final_weights("lips") == Path("/a/alice/lips/lips.pt")
     with pytest.raises(ValueError):
-        p.model_dir("lips")
+        p.model_dir("mouth")

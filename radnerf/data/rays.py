@@ -1,4 +1,5 @@
-"""Ray batches of a person's frames for the head: what one training step renders and compares against.
+"""Ray batches of a person's frames for the head (pixel batches for the torso): what one training step
+renders and compares against.
 
 One frame per step, as RAD-NeRF's provider: a random training frame, random
 pixels of it (with replacement), and per ray its ground-truth colour, the
@@ -10,6 +11,9 @@ Decoded frames stay uint8 in a bounded cache (``train.image_cache_gb``): a
 short clip is decoded once, a 5-minute one at 512 px (13.8 GB of ground
 truth and head backgrounds) is decoded again when a frame comes round and
 its slot has been reused, a few milliseconds against a step.
+
+The torso draws the same way (:class:`TorsoPixels`): pixels, not rays, since
+it is a 2D field; per pixel its target and ``bc.jpg`` behind it.
 """
 
 from __future__ import annotations
@@ -105,9 +109,7 @@ class HeadRays:
 
     def sample(self, generator: torch.Generator) -> HeadBatch:
         """A random frame's random pixels (frame and pixels drawn from ``generator``, on the CPU)."""
-        i = int(torch.randint(0, len(self.dataset), (1,), generator=generator))
-        pixels = sample_pixels(self.height, self.width, self.num_rays, generator=generator)
-        return self.batch(i, pixels)
+        return self.batch(*draw_pixels(self.dataset, self.num_rays, generator))
 
     def batch(self, i: int, pixels: torch.Tensor | None = None) -> HeadBatch:
         """Frame ``i``'s rays through ``pixels`` ``[N]`` (None: every pixel, row-major)."""
@@ -131,6 +133,67 @@ class HeadRays:
             eye=float(self.dataset.eye[i]),
             aud_id=int(self.dataset.aud_ids[i]),
         )
+
+
+@dataclass
+class TorsoBatch:
+    """Pixels of one frame for the torso and what they are compared against.
+
+    ``N`` pixels; tensors on the trainer's device except ``pixels``.
+    """
+
+    index: int
+    """Position of the frame in its split (its torso code in training)."""
+    pixels: torch.Tensor
+    """``[N]`` int64 flat pixel indices (CPU)."""
+    target: torch.Tensor
+    """``[N, 3]`` in [0, 1]: the frame's torso over the background ('torso') or its ground truth ('frame')."""
+    background: torch.Tensor
+    """``[N, 3]`` ``bc.jpg`` in [0, 1]: what lies behind the torso."""
+
+
+class TorsoPixels:
+    """Draws :class:`TorsoBatch` es from one split of a person.
+
+    Args:
+        dataset: the split.
+        num_rays: pixels per batch (``train.num_rays``).
+        target: 'torso' (the neck in-painted torso image over ``bc.jpg``,
+            :meth:`PersonDataset.head_background`) or 'frame' (the ground truth; ``train.torso_target``).
+        device: where the batches' tensors go.
+        cache_bytes: budget of decoded images kept in memory.
+    """
+
+    def __init__(self, dataset: PersonDataset, num_rays: int, target: str = "torso",
+                 device: torch.device | str = "cpu", cache_bytes: float = 2e9):
+        if target not in ("torso", "frame"):
+            raise ValueError(f"target={target!r}: use 'torso' or 'frame'")
+        self.dataset = dataset
+        self.num_rays = int(num_rays)
+        self.kind = "bg" if target == "torso" else "rgb"
+        self.device = torch.device(device)
+        self.cache = FrameCache(dataset, cache_bytes)
+        self.background = dataset.background.reshape(-1, 3)
+
+    def sample(self, generator: torch.Generator) -> TorsoBatch:
+        """A random frame's random pixels (frame and pixels drawn from ``generator``, on the CPU)."""
+        return self.batch(*draw_pixels(self.dataset, self.num_rays, generator))
+
+    def batch(self, i: int, pixels: torch.Tensor | None = None) -> TorsoBatch:
+        """Frame ``i``'s ``pixels`` ``[N]`` (None: every pixel, row-major)."""
+        if pixels is None:
+            pixels = torch.arange(self.dataset.height * self.dataset.width)
+        pixels = pixels.to(torch.int64)
+        flat = pixels.numpy()
+        target = self.cache.get(self.kind, i).reshape(-1, 3)[flat]
+        return TorsoBatch(index=i, pixels=pixels, target=_unit(target, self.device),
+                          background=_unit(self.background[flat], self.device))
+
+
+def draw_pixels(dataset: PersonDataset, num: int, generator: torch.Generator) -> tuple[int, torch.Tensor]:
+    """RAD-NeRF's draw: a random frame of ``dataset``, then ``num`` of its pixels ``[num]`` (with replacement)."""
+    i = int(torch.randint(0, len(dataset), (1,), generator=generator))
+    return i, sample_pixels(dataset.height, dataset.width, num, generator=generator)
 
 
 def _unit(colours: np.ndarray, device: torch.device) -> torch.Tensor:

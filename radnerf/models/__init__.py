@@ -12,7 +12,7 @@ Depends on :mod:`radnerf.encoding` only; the renderer reaches a model through
 
 from radnerf.models.audio import AudioAttNet, AudioNet, attention_indices, gather_windows
 from radnerf.models.head import HeadCondition, HeadModel, build_head
-from radnerf.models.mlp import MLP, trunc_exp
+from radnerf.models.mlp import MLP, set_low_precision, trunc_exp
 
 __all__ = [
     "MLP",
@@ -23,5 +23,6 @@ __all__ = [
     "attention_indices",
     "build_head",
     "gather_windows",
+    "set_low_precision",
     "trunc_exp",
 ]

@@ -5,11 +5,13 @@ For audio of ``N`` frames (25 fps)::
     features = extract_features(audio, the head's backend)           [N, 16, C]
     pose_i, eye_i, background_i  <- the training clip, looped back and forth, poses smoothed over 7 frames
     code_i = 0.35 code_{i-1} + 0.65 audio_net(windows around i)       RAD-NeRF's test-time smoothing
-    frame_i = render(head | code_i, eye_i) over background_i           frame i shows the audio at i / 25 s
+    frame_i = render(head | code_i, eye_i) over torso_i over bc.jpg   frame i shows the audio at i / 25 s
 
-Until the torso model exists (``radnerf train-torso``), the torso comes from the
-clip frame whose pose is used (its torso image over the background), as the
-head trained on.
+The head is ``lips/lips.pt`` when the lips were fine-tuned from the current
+head (:func:`radnerf.train.lips.final_head`). Under it, ``render.torso``: the
+trained torso (``torso/torso.pt``, moved by each frame's head pose), or the
+torso image of the clip frame whose pose is used, as the head trained on
+(``clip``; what ``auto`` falls back to before ``radnerf train-torso``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from radnerf.paths import PersonPaths
 from radnerf.render import render_image
 from radnerf.stage_io import report_progress, sha256_file, sha256_json, write_json_atomic
 from radnerf.train.head import TrainedHead, load_head, person_splits
+from radnerf.train.lips import final_head
+from radnerf.train.torso import TrainedTorso, load_torso, render_frame
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ AUDIO_SMOOTHING = 0.35
 """Share of the previous frame's audio code kept at test time (paper A.2, RAD-NeRF ``--smooth_lips``)."""
 POSE_SMOOTHING = 7
 """Frames a pose is averaged over (RAD-NeRF ``--smooth_path_window``)."""
-RENDER_VERSION = 1
+RENDER_VERSION = 2
 """Bumped when this module changes the frames it renders (a rendered video is then redone)."""
 
 
@@ -108,11 +112,16 @@ def render(cfg: RadNerfConfig) -> RenderResult:
     started = time.perf_counter()
     paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
     device = torch.device(resolve_device(cfg.train.device, "train.device"))
-    head_file = paths.final_weights("head")
+    head_file = final_head(paths)  # the lip-fine-tuned head when there is a current one
     if not head_file.exists():
         raise InputError(f"{paths.root.name} has no trained head ({head_file} is missing)",
                          hint=f"run `radnerf train-head person={paths.root.name}` first")
     head = load_head(head_file, device, cfg.render)
+    torso_file = paths.final_weights("torso")
+    use_torso = cfg.render.torso == "model" or (cfg.render.torso == "auto" and torso_file.is_file())
+    if use_torso and not torso_file.is_file():
+        raise InputError(f"{paths.root.name} has no trained torso ({torso_file} is missing)",
+                         hint=f"run `radnerf train-torso person={paths.root.name}`, or render.torso=clip")
     feature = feature_name(cfg.audio_features)
     trained = head.data["audio_features"]
     if feature != trained:
@@ -129,6 +138,7 @@ def render(cfg: RadNerfConfig) -> RenderResult:
     out = paths.render_video(name)
     record = out.with_suffix(".json")
     fingerprint = sha256_json({"head": sha256_file(head_file), "audio": sha256_file(audio_path),
+                               "torso": sha256_file(torso_file) if use_torso else "clip",
                                "features": feature_settings(cfg.audio_features), "render": to_container(head.render),
                                "version": RENDER_VERSION})
     done = read_manifest(record)
@@ -142,7 +152,12 @@ def render(cfg: RadNerfConfig) -> RenderResult:
     if features.shape[-1] != head.data["audio_channels"]:
         raise ConfigError(f"the audio features have {features.shape[-1]} channels, the head was trained on "
                           f"{head.data['audio_channels']}")
-    frames = render_frames(head, sets, features, device)
+    torso = None
+    if use_torso:
+        torso = load_torso(torso_file, device, cfg.render)
+    log.info("render: %s under %s", paths.rel(torso_file) if use_torso else "the clip's torso images",
+             paths.rel(head_file))
+    frames = render_frames(head, sets, features, device, torso)
     from radnerf.media.encode import VideoWriter
 
     train = sets[0]
@@ -161,8 +176,9 @@ def render(cfg: RadNerfConfig) -> RenderResult:
 
 
 def render_frames(head: TrainedHead, sets: tuple[PersonDataset, PersonDataset], features: np.ndarray,
-                  device: torch.device):
-    """Yield ``[H, W, 3]`` uint8 frames of ``head`` speaking ``features`` ``[N, W, C]``, posed as the clip."""
+                  device: torch.device, torso: TrainedTorso | None = None):
+    """Yield ``[H, W, 3]`` uint8 frames of ``head`` speaking ``features`` ``[N, W, C]``, posed as the clip,
+    over ``torso`` (None: the clip frames' torso images)."""
     model, grid = head.model, head.grid
     clip = [(s, i) for s in sets for i in range(len(s))]
     order = pingpong(len(features), len(clip))
@@ -170,8 +186,13 @@ def render_frames(head: TrainedHead, sets: tuple[PersonDataset, PersonDataset], 
     intrinsics = tuple(float(v) for v in sets[0].intrinsics)
     window = model.cfg.attention_window
     previous = None
-    with torch.no_grad():
-        for k in range(len(features)):
+    if torso is not None:
+        torso_code = torso.model.code(None).detach()
+        background = torch.from_numpy(sets[0].background).to(device, torch.float32) / 255.0
+    for k in range(len(features)):
+        # The no-grad block ends before each yield: grad mode is per thread, and a consumer that stops
+        # early would otherwise be left without gradients.
+        with torch.no_grad():
             ds, i = clip[order[k]]
             windows = None
             if model.uses_audio:
@@ -183,10 +204,14 @@ def render_frames(head: TrainedHead, sets: tuple[PersonDataset, PersonDataset], 
                     cond.audio = AUDIO_SMOOTHING * previous + (1 - AUDIO_SMOOTHING) * cond.audio
                 previous = cond.audio
             pose = torch.from_numpy(poses[order[k]]).to(device)
-            bg = torch.from_numpy(ds.head_background(i)).to(device, torch.float32) / 255.0
-            out = render_image(pose, intrinsics, ds.height, ds.width, grid,
-                               lambda x, d, c=cond: model(x, d, c), options=head.render, background=bg)
-            yield (out["rgb"].clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+            if torso is not None:
+                rgb = render_frame(head, torso.model, pose, cond, torso_code, background)
+            else:
+                bg = torch.from_numpy(ds.head_background(i)).to(device, torch.float32) / 255.0
+                rgb = render_image(pose, intrinsics, ds.height, ds.width, grid,
+                                   lambda x, d, c=cond: model(x, d, c), options=head.render, background=bg)["rgb"]
+            frame = (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        yield frame
 
 
 def _audio_for_video(source: Path, out: Path, frames: int, fps: int) -> None:

@@ -27,6 +27,24 @@ def ambient_outside_face(ambient: torch.Tensor, face: torch.Tensor) -> torch.Ten
     return (ambient * (~face).to(ambient.dtype)).mean()
 
 
+def lpips_patch(network: torch.nn.Module, pred: torch.Tensor, target: torch.Tensor, min_side: int = 64) -> torch.Tensor:
+    """LPIPS between two ``[h, w, 3]`` patches in [0, 1] -> ``[]`` (RAD-NeRF's lip loss, paper Section 3.3).
+
+    Patches with a side under ``min_side`` are upsampled first (bilinear, both alike): AlexNet's first
+    layer strides by 4 and two poolings follow, so a 40-pixel lip patch at 256 px would reach its last
+    layers as a single pixel.
+    """
+    import torch.nn.functional as F
+
+    device = next(network.parameters()).device
+    x = torch.stack([pred, target]).to(device).permute(0, 3, 1, 2).float() * 2.0 - 1.0
+    h, w = x.shape[-2:]
+    if min(h, w) < min_side:
+        scale = min_side / min(h, w)
+        x = F.interpolate(x, size=(round(h * scale), round(w * scale)), mode="bilinear", align_corners=False)
+    return network(x[:1], x[1:]).mean()
+
+
 def ramp(step: int, length: float) -> float:
     """RAD-NeRF's weight schedule for Eq. 6: ``min(step / length, 1)`` (1 at once when ``length`` is 0)."""
     return 1.0 if length <= 0 else min(step / length, 1.0)

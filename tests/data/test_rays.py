@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from radnerf.data import PersonDataset
-from radnerf.data.rays import HeadRays
+from radnerf.data.rays import HeadRays, TorsoPixels
 from radnerf.paths import PersonPaths
 from radnerf.render.rays import get_rays
 from tests.train.synthetic_person import make_synthetic_person
@@ -43,3 +43,19 @@ def test_the_image_cache_keeps_to_its_budget(tmp_path):
         for i in range(4):
             roomy.batch(i)
     assert roomy.cache.decoded == 8
+
+
+def test_torso_batches_carry_the_target_and_the_background_at_the_pixels(tmp_path):
+    make_synthetic_person(tmp_path / "synth", n_train=6, n_val=2, size=20, torso=True)
+    ds = PersonDataset.load(PersonPaths(tmp_path / "synth"), "train")
+    g = torch.Generator().manual_seed(0)
+    batch = TorsoPixels(ds, num_rays=64).sample(g)
+    i, pixels = batch.index, batch.pixels
+    rows, cols = (pixels // 20).numpy(), (pixels % 20).numpy()
+    head = HeadRays(ds, num_rays=64).sample(torch.Generator().manual_seed(0))
+    assert i == head.index and torch.equal(pixels, head.rays.pixels)  # the head's draw: same frame, same pixels
+    np.testing.assert_allclose(batch.target.numpy() * 255, ds.head_background(i)[rows, cols], atol=1e-3)
+    np.testing.assert_allclose(batch.background.numpy() * 255, ds.background[rows, cols], atol=1e-3)
+    frame = TorsoPixels(ds, num_rays=64, target="frame").batch(i, pixels)
+    np.testing.assert_allclose(frame.target.numpy() * 255, ds.image(i)[rows, cols], atol=1e-3)
+    assert len(TorsoPixels(ds, num_rays=8).batch(0).pixels) == 400  # no pixels given: the whole frame

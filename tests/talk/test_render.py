@@ -58,10 +58,10 @@ def decoded_frames(video) -> list[np.ndarray]:
         return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
 
 
-def expected_first_frame(cfg, wav) -> tuple[np.ndarray, np.ndarray]:
+def expected_first_frame(cfg, wav, torso=None) -> tuple[np.ndarray, np.ndarray]:
     """What the head renders for frame 0 (the first clip frame's smoothed pose, eyes and background,
     the audio windows around time 0, no earlier code to smooth with) and that background alone:
-    ``[H, W, 3]`` each, in [0, 1]."""
+    ``[H, W, 3]`` each, in [0, 1]. With a ``torso`` (:func:`load_torso`), the head over it over bc.jpg."""
     from radnerf.audio import extract_features
     from radnerf.data import PersonDataset
     from radnerf.models import attention_indices, gather_windows
@@ -77,6 +77,12 @@ def expected_first_frame(cfg, wav) -> tuple[np.ndarray, np.ndarray]:
     windows = gather_windows(features, attention_indices([0], len(features), cfg.model.attention_window))
     cond = head.model.condition(windows, float(train.eye[0]), None)
     pose = smooth_poses(np.concatenate([train.poses, val.poses]))[0]
+    if torso is not None:
+        from radnerf.train.torso import render_frame
+
+        bc = torch.from_numpy(train.background).float() / 255
+        rgb = render_frame(head, torso.model, torch.from_numpy(pose), cond, torso.model.code(None), bc)
+        return rgb.numpy(), train.background / 255.0
     background = torch.from_numpy(train.head_background(0)).float() / 255
     with torch.no_grad():
         rgb = render_image(torch.from_numpy(pose), tuple(float(v) for v in train.intrinsics), 24, 24, head.grid,
@@ -111,6 +117,39 @@ def test_renders_an_mp4_of_the_audio_with_its_sound_then_is_up_to_date(trained, 
     again = render(cfg)
     assert again.skipped and again.video == result.video and again.frames == result.frames
     assert result.video.stat().st_mtime_ns == stamp and "up to date" in again.summary()
+
+
+def test_the_trained_torso_goes_under_the_head_once_there_is_one(trained, make_cfg, wav):
+    from radnerf.errors import InputError
+    from radnerf.paths import PersonPaths
+    from radnerf.talk import render
+    from radnerf.train.torso import load_torso, train_torso
+
+    person, _ = trained
+    with pytest.raises(InputError, match="no trained torso") as e:
+        render(make_cfg(*TINY, f"audio={wav}", "render.torso=model"))
+    assert "radnerf train-torso person=synth" in e.value.hint
+    cfg = make_cfg(*TINY, f"audio={wav}")
+    assert not render(cfg).skipped  # auto without a torso model: the clip's torso images
+
+    train_torso(make_cfg(*TINY))
+    result = render(cfg)
+    assert not result.skipped  # a torso model appeared: the video is redone with it
+    torso = load_torso(PersonPaths.for_person(cfg.paths.artifacts, "synth").final_weights("torso"))
+    expected, _ = expected_first_frame(cfg, wav, torso)
+    clip_frame, _ = expected_first_frame(cfg, wav)
+    assert np.abs(expected - clip_frame).max() > 0.02  # the torso model is not the clip's torso image
+    decoded = decoded_frames(result.video)[0] / 255.0
+    assert np.abs(decoded - expected).mean() < np.abs(decoded - clip_frame).mean()
+    from radnerf.audio import extract_features
+    from radnerf.talk.render import render_frames
+    from radnerf.train.head import load_head, person_splits
+
+    paths = PersonPaths.for_person(cfg.paths.artifacts, "synth")
+    frames = render_frames(load_head(paths.final_weights("head")), person_splits(paths, cfg, "ph"),
+                           extract_features(wav, cfg.audio_features), torch.device("cpu"), torso)
+    np.testing.assert_allclose(next(frames) / 255.0, expected, atol=0.6 / 255)  # before H.264: the same frame
+    assert not render(make_cfg(*TINY, f"audio={wav}", "render.torso=clip")).skipped
 
 
 def test_a_head_refuses_features_of_another_audio_backend_before_extracting(trained, make_cfg, wav, monkeypatch):

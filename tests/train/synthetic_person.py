@@ -130,6 +130,18 @@ def background_image(size: int) -> np.ndarray:
     return (rgb * 255 + 0.5).astype(np.uint8)
 
 
+def torso_image(size: int) -> np.ndarray:
+    """``[H, W, 4]`` uint8 a static torso: shoulders (half an ellipse on the bottom edge, reaching up behind the
+    head's chin) in a pattern of stripes a 2D field must learn, opaque inside and clear outside."""
+    v, u = (np.mgrid[0:size, 0:size] + 0.5) / size
+    inside = ((u - 0.5) / 0.45) ** 2 + ((v - 1.0) / 0.4) ** 2 < 1
+    rgb = np.stack([0.7 + 0.25 * np.sin(14 * u), 0.35 + 0.25 * np.cos(11 * v), 0.2 + 0.15 * np.sin(9 * (u + v))], -1)
+    out = np.zeros((size, size, 4), np.uint8)
+    out[..., :3] = (rgb * 255 + 0.5).astype(np.uint8)
+    out[..., 3] = inside * 255
+    return out
+
+
 def ray_cast(R: np.ndarray, t: np.ndarray, focal: float, size: int, s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One frame: ``colour [H, W, 3]``, ``hit [H, W]`` and ``mouth [H, W]`` of the ellipsoid head at pose ``R, t``."""
     c = size / 2.0
@@ -162,6 +174,7 @@ def make_synthetic_person(
     seed: int = 0,
     pose_error_deg: float = 0.0,
     focal_scale: float = 2.0,
+    torso: bool = False,
 ) -> SyntheticPerson:
     """Write a person folder (RAD-NeRF's layout) of ``n_train + n_val`` frames of ``size`` x ``size`` to ``root``.
 
@@ -172,6 +185,8 @@ def make_synthetic_person(
         pose_error_deg: each frame's written pose is rotated by this much about a random axis
             (a mis-posed control; the images keep the true poses).
         focal_scale: focal length in units of ``size``; the principal point is the image centre.
+        torso: the head stands in front of a static torso (:func:`torso_image`, also written as every
+            frame's ``torso_imgs/<i>.png``); False: nothing but the background behind it, clear torso images.
     """
     n = n_train + n_val
     rng = np.random.default_rng(seed)
@@ -191,17 +206,19 @@ def make_synthetic_person(
         folder.mkdir(parents=True, exist_ok=True)
     write_rgb(root / "bc.jpg", background_image(size))
     background = read_rgb(root / "bc.jpg").astype(np.float64) / 255  # what the trainer composites on
-    clear = np.zeros((size, size, 4), np.uint8)
+    torso_rgba = torso_image(size) if torso else np.zeros((size, size, 4), np.uint8)
+    alpha = torso_rgba[..., 3:] / 255.0
+    behind = torso_rgba[..., :3] / 255.0 * alpha + background * (1 - alpha)  # what the head is in front of
     images = np.zeros((n, size, size, 3), np.uint8)
     mouths = np.zeros((n, size, size), bool)
     rows = []
     for i in range(n):
         colour, hit, mouth = ray_cast(R[i], t[i], focal, size, s[i])
-        frame = np.where(hit[..., None], colour, background)
+        frame = np.where(hit[..., None], colour, behind)
         images[i] = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
         mouths[i] = mouth
         write_rgb(root / "gt_imgs" / f"{i}.jpg", images[i])
-        write_rgb(root / "torso_imgs" / f"{i}.png", clear)
+        write_rgb(root / "torso_imgs" / f"{i}.png", torso_rgba)
         rows.append(dict(zip(COLUMNS, (i, EYE_AREA, *_regions(mouth, size), 0))))
     write_regions(root / "regions.csv", rows)
 

@@ -86,9 +86,9 @@ class Killed(BaseException):
 
 
 @contextlib.contextmanager
-def killed_at(step: int, monkeypatch):
-    """Inside the block, training dies right after writing the checkpoint of ``step``."""
-    save = HeadTrainer.save
+def killed_at(step: int, monkeypatch, trainer: type = HeadTrainer):
+    """Inside the block, training (of a ``trainer``) dies right after writing the checkpoint of ``step``."""
+    save = trainer.save
 
     def save_then_die(self):
         path = save(self)
@@ -96,13 +96,42 @@ def killed_at(step: int, monkeypatch):
             raise Killed()
         return path
 
-    monkeypatch.setattr(HeadTrainer, "save", save_then_die)
+    monkeypatch.setattr(trainer, "save", save_then_die)
     with pytest.raises(Killed):
         yield
-    monkeypatch.setattr(HeadTrainer, "save", save)
+    monkeypatch.setattr(trainer, "save", save)
 
 
 @pytest.mark.slow
+def test_cpu_mixed_precision_follows_train_amp_and_render_amp(make_cfg, person, monkeypatch):
+    """bfloat16 MLPs where the CPU has bfloat16 units and amp is on; float32 otherwise, or when asked."""
+    from radnerf.models import MLP
+
+    def precisions(model):
+        return {m.low_precision for m in model.modules() if isinstance(m, MLP)}
+
+    from radnerf.train import loop
+
+    def units(present: bool) -> None:  # what the trainer and the loaders of finished models ask
+        monkeypatch.setattr(loop, "cpu_has_bfloat16_units", lambda: present)
+
+    units(True)
+    on = HeadTrainer(make_cfg(*TINY, "train.head_iters=4", "train.checkpoint_every=4"))
+    assert precisions(on.model) == {True}
+    on.fit()
+    assert np.isfinite(on.history.loss).all()
+    path = person.root / "head" / "exported.pt"
+    on.export(path)
+    from radnerf.config import RenderConfig
+
+    assert precisions(load_head(path).model) == {True}
+    assert precisions(load_head(path, render=RenderConfig(amp=False)).model) == {False}
+    assert precisions(HeadTrainer(make_cfg(*TINY, "train.amp=false")).model) == {False}
+    units(False)
+    assert precisions(HeadTrainer(make_cfg(*TINY)).model) == {False}
+    assert precisions(load_head(path).model) == {False}
+
+
 def test_a_killed_run_resumes_on_the_same_trajectory(make_cfg, person, tmp_path, monkeypatch):
     """2,000 steps straight, and 1,000 + a kill + resume + 1,000: the same loss curve and the same weights."""
     steps = ("train.head_iters=2000", "train.checkpoint_every=1000", "train.keep_checkpoints=3")
@@ -201,6 +230,27 @@ def test_changed_data_retrains_a_finished_head_but_refuses_to_continue_an_unfini
     with pytest.raises(ConfigError, match="the person's data .* changed since"):
         train_head(make_cfg(*TINY, "train.head_iters=20", "train.checkpoint_every=10"))
     assert [s for s, _ in checkpoint_files(folder)] == [10]  # the interrupted run's work is kept
+
+
+def test_newer_training_code_retrains_a_finished_head_and_names_itself_for_an_unfinished_one(make_cfg, person,
+                                                                                         monkeypatch):
+    """A radnerf upgrade that changes what training produces (ALGORITHM_VERSION) is not resumed silently."""
+    folder = person.root / "head" / "checkpoints"
+    cfg = make_cfg(*TINY, "train.head_iters=10", "train.checkpoint_every=10")
+    train_head(cfg)
+    old = head_mod.ALGORITHM_VERSION
+    monkeypatch.setattr(head_mod, "ALGORITHM_VERSION", old + 1)
+    again = train_head(cfg)
+    assert not again.skipped
+    assert load_checkpoint(checkpoint_files(folder)[-1][1], kind="head-train")["algorithm"] == old + 1
+
+    unfinished = make_cfg(*TINY, "train.head_iters=20", "train.checkpoint_every=10", "overwrite=true")
+    with killed_at(10, monkeypatch):
+        train_head(unfinished)
+    monkeypatch.setattr(head_mod, "ALGORITHM_VERSION", old + 2)
+    with pytest.raises(ConfigError, match="training code changed since"):
+        train_head(make_cfg(*TINY, "train.head_iters=20", "train.checkpoint_every=10"))
+    assert [s for s, _ in checkpoint_files(folder)] == [10]
 
 
 class _Payload:
