@@ -149,7 +149,8 @@ def run_stage(stage: Stage, cfg: RadNerfConfig) -> StageResult:
 
 def report_line(name: str, result: StageResult) -> str:
     """One summary line of the result of stage ``name`` (the command, ``audio``, not its manifest, ``audio_ph``)."""
-    return f"  {name:<11} {result.state:<10} {result.seconds:6.1f} s  {result.output}"
+    width = max(len(s.name) for s in STAGES)  # the columns line up under the longest stage name
+    return f"  {name:<{width}} {result.state:<10} {result.seconds:6.1f} s  {result.output}"
 
 
 def stages_to_run(cfg: RadNerfConfig, names: list[str] | None = None) -> list[str]:
