@@ -465,6 +465,8 @@ class RenderConfig:
     """Frame rate of rendered videos."""
     amp: bool = True
     """Render with the MLPs multiplying in bfloat16 on a CPU with bfloat16 matrix units (speed only; as ``train.amp``)."""
+    smooth_audio: bool = True
+    """Keep 0.35 of the previous frame's audio code at test time (paper A.2); false: each frame's own."""
     torso: str = "auto"
     """What is under the head in a rendered video: 'model' (the trained torso, ``radnerf train-torso``),
     'clip' (the torso images of the clip frame whose pose is used, as the head trained on) or 'auto'
@@ -526,6 +528,12 @@ class RadNerfConfig:
     """Source video of the person (any container ffmpeg reads)."""
     audio: Optional[str] = None
     """Separate audio file, for a video without an audio track (or to replace it)."""
+    pose: str = "clip"
+    """``radnerf render``: head poses 'clip' (looped, smoothed), 'still', or a pose file (.npy [K, 4, 4] / transforms json)."""
+    eyes: str = "clip"
+    """``radnerf render``: eye ratios 'clip', 'open', 'auto' (open with blinks) or a file of ratios, one per frame."""
+    bg: str = "clip"
+    """``radnerf render``: background 'clip' (bc.jpg), a colour (white, black, gray, green, blue, #rrggbb) or an image."""
     overwrite: bool = False
     """Replace a person's outputs made from a different source."""
     seed: int = 0

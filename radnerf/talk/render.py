@@ -34,6 +34,8 @@ from radnerf.models import attention_indices, gather_windows
 from radnerf.paths import PersonPaths
 from radnerf.render import render_image
 from radnerf.stage_io import report_progress, sha256_file, sha256_json, write_json_atomic
+from radnerf.talk.controls import background_image, eye_track, file_fingerprint, frame_poses, over, pingpong
+from radnerf.talk.controls import smooth_poses as smooth_poses  # re-exported: part of this module's interface
 from radnerf.train.head import TrainedHead, load_head, person_splits
 from radnerf.train.lips import final_head
 from radnerf.train.torso import TrainedTorso, load_torso, render_frame
@@ -42,8 +44,6 @@ log = logging.getLogger(__name__)
 
 AUDIO_SMOOTHING = 0.35
 """Share of the previous frame's audio code kept at test time (paper A.2, RAD-NeRF ``--smooth_lips``)."""
-POSE_SMOOTHING = 7
-"""Frames a pose is averaged over (RAD-NeRF ``--smooth_path_window``)."""
 RENDER_VERSION = 2
 """Bumped when this module changes the frames it renders (a rendered video is then redone)."""
 
@@ -67,33 +67,6 @@ class RenderResult:
         if self.skipped:
             return f"render: up to date ({self.frames} frames) -> {self.video}"
         return f"render: {self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps) -> {self.video}"
-
-
-def pingpong(n: int, length: int) -> np.ndarray:
-    """``[n]`` indices into ``length`` frames, going forward then back: 0 1 .. L-1 L-2 .. 1 0 1 .."""
-    if length == 1:
-        return np.zeros(n, dtype=np.int64)
-    period = 2 * length - 2
-    k = np.arange(n) % period
-    return np.where(k < length, k, period - k).astype(np.int64)
-
-
-def smooth_poses(poses: np.ndarray, window: int = POSE_SMOOTHING) -> np.ndarray:
-    """``[N, 4, 4]`` camera poses averaged over ``window`` frames (rotation by projecting the mean to SO(3))."""
-    if window <= 1 or len(poses) < 2:
-        return poses.copy()
-    half = window // 2
-    out = poses.copy()
-    for i in range(len(poses)):
-        part = poses[max(0, i - half): i + half + 1]
-        u, _, vt = np.linalg.svd(part[:, :3, :3].mean(axis=0))
-        rot = u @ vt
-        if np.linalg.det(rot) < 0:
-            u[:, -1] *= -1
-            rot = u @ vt
-        out[i, :3, :3] = rot
-        out[i, :3, 3] = part[:, :3, 3].mean(axis=0)
-    return out
 
 
 def render(cfg: RadNerfConfig) -> RenderResult:
@@ -139,6 +112,7 @@ def render(cfg: RadNerfConfig) -> RenderResult:
     record = out.with_suffix(".json")
     fingerprint = sha256_json({"head": sha256_file(head_file), "audio": sha256_file(audio_path),
                                "torso": sha256_file(torso_file) if use_torso else "clip",
+                               "controls": {k: file_fingerprint(getattr(cfg, k)) for k in ("pose", "eyes", "bg")},
                                "features": feature_settings(cfg.audio_features), "render": to_container(head.render),
                                "version": RENDER_VERSION})
     done = read_manifest(record)
@@ -157,7 +131,14 @@ def render(cfg: RadNerfConfig) -> RenderResult:
         torso = load_torso(torso_file, device, cfg.render)
     log.info("render: %s under %s", paths.rel(torso_file) if use_torso else "the clip's torso images",
              paths.rel(head_file))
-    frames = render_frames(head, sets, features, device, torso)
+    clip = [(s, i) for s in sets for i in range(len(s))]
+    order = pingpong(len(features), len(clip))
+    poses = frame_poses(cfg.pose, np.stack([s.poses[i] for s, i in clip]), len(features),
+                        head.settings["model"]["pose_scale"], tuple(head.settings["model"]["pose_offset"]))
+    eyes = eye_track(cfg.eyes, np.array([s.eye[i] for s, i in clip]), order, cfg.render.fps)
+    background = background_image(cfg.bg, sets[0].background)
+    frames = render_frames(head, sets, features, device, torso, Controls(poses, eyes, background),
+                           smooth_audio=cfg.render.smooth_audio)
     from radnerf.media.encode import VideoWriter
 
     train = sets[0]
@@ -175,20 +156,36 @@ def render(cfg: RadNerfConfig) -> RenderResult:
     return result
 
 
+@dataclass
+class Controls:
+    """Per-frame pose, eyes and the background of a video of ``N`` frames (:mod:`radnerf.talk.controls`)."""
+
+    poses: np.ndarray
+    """``[N, 4, 4]`` camera-to-head poses in the head's normalised space."""
+    eyes: np.ndarray
+    """``[N]`` eye-area ratios."""
+    background: np.ndarray
+    """``[H, W, 3]`` uint8."""
+
+
 def render_frames(head: TrainedHead, sets: tuple[PersonDataset, PersonDataset], features: np.ndarray,
-                  device: torch.device, torso: TrainedTorso | None = None):
-    """Yield ``[H, W, 3]`` uint8 frames of ``head`` speaking ``features`` ``[N, W, C]``, posed as the clip,
-    over ``torso`` (None: the clip frames' torso images)."""
+                  device: torch.device, torso: TrainedTorso | None = None, controls: Controls | None = None,
+                  smooth_audio: bool = True):
+    """Yield ``[H, W, 3]`` uint8 frames of ``head`` speaking ``features`` ``[N, W, C]`` over ``torso`` (None:
+    the clip frames' torso images), posed, blinking and set as ``controls`` say (None: as the clip)."""
     model, grid = head.model, head.grid
     clip = [(s, i) for s in sets for i in range(len(s))]
     order = pingpong(len(features), len(clip))
-    poses = smooth_poses(np.stack([s.poses[i] for s, i in clip]))
+    if controls is None:
+        controls = Controls(frame_poses("clip", np.stack([s.poses[i] for s, i in clip]), len(features)),
+                            np.array([clip[k][0].eye[clip[k][1]] for k in order], np.float32), sets[0].background)
+    own_background = controls.background is sets[0].background
     intrinsics = tuple(float(v) for v in sets[0].intrinsics)
     window = model.cfg.attention_window
     previous = None
     if torso is not None:
         torso_code = torso.model.code(None).detach()
-        background = torch.from_numpy(sets[0].background).to(device, torch.float32) / 255.0
+        background = torch.from_numpy(controls.background).to(device, torch.float32) / 255.0
     for k in range(len(features)):
         # The no-grad block ends before each yield: grad mode is per thread, and a consumer that stops
         # early would otherwise be left without gradients.
@@ -198,16 +195,17 @@ def render_frames(head: TrainedHead, sets: tuple[PersonDataset, PersonDataset], 
             if model.uses_audio:
                 rows = attention_indices([k], len(features), window)
                 windows = gather_windows(features, rows).to(device)
-            cond = model.condition(windows, float(ds.eye[i]), None)
-            if cond.audio is not None:
+            cond = model.condition(windows, float(controls.eyes[k]), None)
+            if cond.audio is not None and smooth_audio:
                 if previous is not None:
                     cond.audio = AUDIO_SMOOTHING * previous + (1 - AUDIO_SMOOTHING) * cond.audio
                 previous = cond.audio
-            pose = torch.from_numpy(poses[order[k]]).to(device)
+            pose = torch.from_numpy(controls.poses[k]).to(device)
             if torso is not None:
                 rgb = render_frame(head, torso.model, pose, cond, torso_code, background)
             else:
-                bg = torch.from_numpy(ds.head_background(i)).to(device, torch.float32) / 255.0
+                behind = ds.head_background(i) if own_background else over(ds.torso(i), controls.background)
+                bg = torch.from_numpy(behind).to(device, torch.float32) / 255.0
                 rgb = render_image(pose, intrinsics, ds.height, ds.width, grid,
                                    lambda x, d, c=cond: model(x, d, c), options=head.render, background=bg)["rgb"]
             frame = (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
