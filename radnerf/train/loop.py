@@ -429,9 +429,9 @@ class TrainingRun:
         diffs = differences(*without_total)
         if data.get("data") != self.data_fingerprint:
             diffs.append("the person's data (or the model it builds on) changed since")
-        if data.get("algorithm") != self.algorithm:
-            diffs.append(f"radnerf's training code changed since (algorithm {data.get('algorithm')}, "
-                         f"now {self.algorithm})")
+        saved_algorithm = data.get("algorithm", 1)  # checkpoints before the version was recorded: 1
+        if saved_algorithm != self.algorithm:
+            diffs.append(f"radnerf's training code changed since (algorithm {saved_algorithm}, now {self.algorithm})")
         if step > self.total:
             diffs.append(f"it is at step {step}, past train.{key}={self.total}")
         if diffs and step >= saved_total:
