@@ -35,7 +35,6 @@ from radnerf.paths import PersonPaths
 from radnerf.render import render_image
 from radnerf.stage_io import report_progress, sha256_file, sha256_json, write_json_atomic
 from radnerf.talk.controls import background_image, eye_track, file_fingerprint, frame_poses, over, pingpong
-from radnerf.talk.controls import smooth_poses as smooth_poses  # re-exported: part of this module's interface
 from radnerf.train.head import TrainedHead, load_head, person_splits
 from radnerf.train.lips import final_head
 from radnerf.train.torso import TrainedTorso, load_torso, render_frame
@@ -131,14 +130,8 @@ def render(cfg: RadNerfConfig) -> RenderResult:
         torso = load_torso(torso_file, device, cfg.render)
     log.info("render: %s under %s", paths.rel(torso_file) if use_torso else "the clip's torso images",
              paths.rel(head_file))
-    clip = [(s, i) for s in sets for i in range(len(s))]
-    order = pingpong(len(features), len(clip))
-    poses = frame_poses(cfg.pose, np.stack([s.poses[i] for s, i in clip]), len(features),
-                        head.settings["model"]["pose_scale"], tuple(head.settings["model"]["pose_offset"]))
-    eyes = eye_track(cfg.eyes, np.array([s.eye[i] for s, i in clip]), order, cfg.render.fps)
-    background = background_image(cfg.bg, sets[0].background)
-    frames = render_frames(head, sets, features, device, torso, Controls(poses, eyes, background),
-                           smooth_audio=cfg.render.smooth_audio)
+    controls = video_controls(sets, len(features), cfg.pose, cfg.eyes, cfg.bg, head.settings["model"], cfg.render.fps)
+    frames = render_frames(head, sets, features, device, torso, controls, smooth_audio=cfg.render.smooth_audio)
     from radnerf.media.encode import VideoWriter
 
     train = sets[0]
@@ -168,6 +161,18 @@ class Controls:
     """``[H, W, 3]`` uint8."""
 
 
+def video_controls(sets: tuple[PersonDataset, PersonDataset], n: int, pose: str = "clip", eyes: str = "clip",
+                   bg: str = "clip", model: dict | None = None, fps: float = 25.0) -> Controls:
+    """The :class:`Controls` of a video of ``n`` frames from ``pose=``, ``eyes=``, ``bg=``
+    (:mod:`radnerf.talk.controls`) and the person's clip (train then val frames); ``model``: the head's
+    model settings (a pose file is scaled as its training poses were)."""
+    clip = [(s, i) for s in sets for i in range(len(s))]
+    scale = dict(scale=model["pose_scale"], offset=tuple(model["pose_offset"])) if model else {}
+    return Controls(frame_poses(pose, np.stack([s.poses[i] for s, i in clip]), n, **scale),
+                    eye_track(eyes, np.array([s.eye[i] for s, i in clip]), pingpong(n, len(clip)), fps),
+                    background_image(bg, sets[0].background))
+
+
 def render_frames(head: TrainedHead, sets: tuple[PersonDataset, PersonDataset], features: np.ndarray,
                   device: torch.device, torso: TrainedTorso | None = None, controls: Controls | None = None,
                   smooth_audio: bool = True):
@@ -176,9 +181,7 @@ def render_frames(head: TrainedHead, sets: tuple[PersonDataset, PersonDataset], 
     model, grid = head.model, head.grid
     clip = [(s, i) for s in sets for i in range(len(s))]
     order = pingpong(len(features), len(clip))
-    if controls is None:
-        controls = Controls(frame_poses("clip", np.stack([s.poses[i] for s, i in clip]), len(features)),
-                            np.array([clip[k][0].eye[clip[k][1]] for k in order], np.float32), sets[0].background)
+    controls = controls or video_controls(sets, len(features))
     own_background = controls.background is sets[0].background
     intrinsics = tuple(float(v) for v in sets[0].intrinsics)
     window = model.cfg.attention_window

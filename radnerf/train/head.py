@@ -84,6 +84,21 @@ def person_splits(paths: PersonPaths, cfg: RadNerfConfig, feature: str) -> tuple
     return PersonDataset.load(paths, "train", **load), PersonDataset.load(paths, "val", **load)
 
 
+def frame_windows(model: HeadModel, dataset: PersonDataset, i: int, device: torch.device) -> torch.Tensor | None:
+    """``[1, T, W, C]`` the audio windows around frame ``i`` of ``dataset`` (None when ``model`` has no audio path)."""
+    if not model.uses_audio:
+        return None
+    rows = attention_indices([int(dataset.aud_ids[i])], len(dataset.audio), model.cfg.attention_window)
+    return gather_windows(dataset.audio, rows).to(device)
+
+
+def frame_condition(model: HeadModel, dataset: PersonDataset, i: int, index: int | None,
+                    device: torch.device) -> HeadCondition:
+    """Frame ``i`` of ``dataset``'s condition of the head: its audio windows, its eye ratio and the appearance
+    code of training frame ``index`` (None: a frame not trained on)."""
+    return model.condition(frame_windows(model, dataset, i, device), float(dataset.eye[i]), index)
+
+
 def model_config(data: dict) -> ModelConfig:
     """A typed :class:`ModelConfig` from a checkpoint's ``settings['model']``."""
     from omegaconf import OmegaConf
@@ -140,14 +155,11 @@ class HeadTrainer(TrainingRun):
 
     def windows(self, dataset: PersonDataset, i: int) -> torch.Tensor | None:
         """``[1, T, W, C]`` audio windows around frame ``i``'s (None without an audio path)."""
-        if not self.model.uses_audio:
-            return None
-        rows = attention_indices([int(dataset.aud_ids[i])], len(dataset.audio), self.cfg.model.attention_window)
-        return gather_windows(dataset.audio, rows).to(self.device)
+        return frame_windows(self.model, dataset, i, self.device)
 
     def condition(self, dataset: PersonDataset, i: int, train_index: int | None = None) -> HeadCondition:
         """Frame ``i`` of ``dataset``'s condition; ``train_index`` picks its appearance code (None: unseen frame)."""
-        return self.model.condition(self.windows(dataset, i), float(dataset.eye[i]), train_index)
+        return frame_condition(self.model, dataset, i, train_index, self.device)
 
     def _field(self, cond: HeadCondition):
         return lambda xyz, dirs: self.model(xyz, dirs, cond)

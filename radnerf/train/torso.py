@@ -38,14 +38,14 @@ from radnerf.data import PersonDataset
 from radnerf.data.rays import TorsoPixels
 from radnerf.devices import resolve_device
 from radnerf.errors import InputError
-from radnerf.models import HeadCondition, HeadModel, attention_indices, gather_windows
+from radnerf.models import HeadCondition
 from radnerf.models.torso import TorsoModel, torso_coords
 from radnerf.paths import PersonPaths
 from radnerf.render import composite_background, get_rays, render_image, render_rays
 from radnerf.stage_io import StagePlan, StageResult, run_stage
 from radnerf.train import losses
 from radnerf.train.checkpoint import load_checkpoint
-from radnerf.train.head import TrainedHead, data_fingerprint, load_head, model_config, person_splits
+from radnerf.train.head import TrainedHead, data_fingerprint, frame_condition, load_head, model_config, person_splits
 from radnerf.train.lips import final_head
 from radnerf.train.loop import StepStats, TrainingRun, ready_to_render
 
@@ -84,17 +84,6 @@ def require_head(paths: PersonPaths) -> Path:
         raise InputError(f"{paths.root.name} has no trained head ({path} is missing)",
                          hint=f"run `radnerf train-head person={paths.root.name}` first: the torso is trained below it")
     return final_head(paths)
-
-
-def head_condition(model: HeadModel, dataset: PersonDataset, i: int, index: int | None,
-                   device: torch.device) -> HeadCondition:
-    """Frame ``i`` of ``dataset``'s condition of the head; ``index`` picks its appearance code (None: unseen)."""
-    windows = None
-    if model.uses_audio:
-        rows = attention_indices([int(dataset.aud_ids[i])], len(dataset.audio), model.cfg.attention_window)
-        windows = gather_windows(dataset.audio, rows).to(device)
-    with torch.no_grad():
-        return model.condition(windows, float(dataset.eye[i]), index)
 
 
 def torso_over(torso: TorsoModel, coords: torch.Tensor, pose: torch.Tensor, code: torch.Tensor,
@@ -164,7 +153,7 @@ class HeadLayers:
     @torch.no_grad()
     def _render(self, i: int, pixels: torch.Tensor | None) -> torch.Tensor:
         ds, head = self.dataset, self.head
-        cond = head_condition(head.model, ds, i, i, self.device)
+        cond = frame_condition(head.model, ds, i, i, self.device)
         rays = get_rays(self.poses[i], self.intrinsics, ds.height, ds.width, pixels)
         out = render_rays(rays.origins, rays.directions, head.grid, lambda xyz, dirs: head.model(xyz, dirs, cond),
                           options=head.render, differentiable=False)
@@ -227,7 +216,7 @@ class TorsoTrainer(TrainingRun):
         """Frame ``i`` of ``dataset``, head over torso (averaged weights) over ``bc.jpg``: ``[H, W, 3]`` float32."""
         self.model.eval()
         with self.ema.average():
-            cond = head_condition(self.head.model, dataset, i, train_index, self.device)
+            cond = frame_condition(self.head.model, dataset, i, train_index, self.device)
             pose = torch.from_numpy(dataset.poses[i]).to(self.device)
             bg = torch.from_numpy(dataset.background).to(self.device, torch.float32) / 255.0
             out = render_frame(self.head, self.model, pose, cond, self.model.code(train_index), bg)

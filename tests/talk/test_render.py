@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from radnerf.errors import ConfigError
-from radnerf.talk.render import pingpong, smooth_poses
+from radnerf.talk.controls import pingpong, smooth_poses
 from tests.train.synthetic_person import euler_rotation, make_synthetic_person
 
 TINY = ("person=synth", "preset=smoke", "train.num_rays=256", "train.val_every=0")

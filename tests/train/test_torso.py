@@ -132,9 +132,9 @@ def test_the_exported_torso_renders_what_the_trainer_validated(make_cfg, person)
 
     torso, head = load_torso(path), load_head(person / "head" / "head.pt")
     ds = trainer.val_set
-    from radnerf.train.torso import head_condition
+    from radnerf.train.head import frame_condition
 
-    cond = head_condition(head.model, ds, 1, None, torch.device("cpu"))
+    cond = frame_condition(head.model, ds, 1, None, torch.device("cpu"))
     bg = torch.from_numpy(ds.background).float() / 255
     got = render_frame(head, torso.model, torch.from_numpy(ds.poses[1]), cond, torso.model.code(None), bg)
     np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
