@@ -114,6 +114,8 @@ def render(cfg: RadNerfConfig) -> RenderResult:
                                "controls": {k: file_fingerprint(getattr(cfg, k)) for k in ("pose", "eyes", "bg")},
                                "features": feature_settings(cfg.audio_features), "render": to_container(head.render),
                                "version": RENDER_VERSION})
+    # A mistyped control fails now, before the audio features are extracted (the real ones need their length).
+    video_controls(sets, 1, cfg.pose, cfg.eyes, cfg.bg, head.settings["model"], cfg.render.fps)
     done = read_manifest(record)
     if out.exists() and done is not None and done.get("fingerprint") == fingerprint:
         log.info("render: %s is up to date", out)
