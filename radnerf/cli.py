@@ -40,8 +40,8 @@ def _commands() -> dict:
     commands["render"] = pipeline.Stage(
         "render",
         "radnerf.talk:render",
-        "render a trained person speaking any audio to an MP4 with that audio (default: the person's own)",
-        "radnerf render person=alice audio=speech.wav",
+        "render a trained person (or a model package) speaking any audio to an MP4 with that audio",
+        "radnerf render person=alice audio=speech.wav | radnerf render model=alice.radnerf.zip audio=speech.wav",
     )
     commands["demo"] = pipeline.Stage(
         "demo",
@@ -132,6 +132,23 @@ def _check_overrides(overrides: Sequence[str]) -> None:
             )
 
 
+PACKAGE_COMMANDS = ("render", "stream")
+"""Commands that render from a model package, named ``model=PATH`` (the issue's and users' word for it)."""
+
+
+def package_alias(overrides: Sequence[str]) -> list[str]:
+    """``model=PATH`` -> ``package=PATH`` where PATH is not an option of the ``model`` config group
+    (``model=radnerf`` still picks ``conf/model/radnerf.yaml``)."""
+    from radnerf.config import conf_dir
+
+    options = {p.stem for p in (conf_dir() / "model").glob("*.yaml")}
+    out = []
+    for ov in overrides:
+        key, _, value = ov.partition("=")
+        out.append(f"package={value}" if key == "model" and value not in options else ov)
+    return out
+
+
 def _weights(args: argparse.Namespace) -> int:
     from radnerf import weights
     from radnerf.config import load_config
@@ -202,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(pipeline.dvc_yaml(load_config([]), pipeline.default_choices()), end="")
             return 0
         _check_overrides(args.overrides)
+        if args.command in PACKAGE_COMMANDS:
+            args.overrides = package_alias(args.overrides)
         from radnerf import pipeline
         from radnerf.config import load_config
 

@@ -534,6 +534,12 @@ class RadNerfConfig:
     """``radnerf render``: eye ratios 'clip', 'open', 'auto' (open with blinks) or a file of ratios, one per frame."""
     bg: str = "clip"
     """``radnerf render``: background 'clip' (bc.jpg), a colour (white, black, gray, green, blue, #rrggbb) or an image."""
+    package: Optional[str] = None
+    """``radnerf render``: a model package (the folder or ``.zip`` ``radnerf package`` writes) to render instead
+    of a person's artifacts; the CLI also takes it as ``model=PATH``."""
+    out: Optional[str] = None
+    """``radnerf render``: the video's path (default ``<person>/renders/<audio name>.mp4``; from a package,
+    ``renders/<person>/<audio name>.mp4`` in the working folder)."""
     overwrite: bool = False
     """Replace a person's outputs made from a different source."""
     seed: int = 0

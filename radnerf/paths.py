@@ -22,6 +22,7 @@ and ours can be read by their tools::
       torso/                    torso model: checkpoints/step_<n>.pt, torso.pt
       eval/                     metrics.json, report (side-by-side video, plots, summary)
       renders/<name>.mp4        videos rendered from any audio
+      package/, P.radnerf.zip   the model package: renders with no training data (radnerf.talk.package)
 """
 
 from __future__ import annotations
@@ -222,6 +223,16 @@ class PersonPaths:
     def render_video(self, name: str) -> Path:
         """``renders/<name>.mp4``: a video rendered from the audio named ``name``."""
         return self.renders / f"{name}.mp4"
+
+    @property
+    def package(self) -> Path:
+        """``package/``: the model package's folder."""
+        return self.root / "package"
+
+    @property
+    def package_archive(self) -> Path:
+        """``<person>.radnerf.zip``: the model package as one file."""
+        return self.root / f"{self.root.name}.radnerf.zip"
 
     # -- bookkeeping ----------------------------------------------------------
     @property

@@ -130,12 +130,18 @@ STAGES: list[Stage] = [
           reads=("head/head.pt", "lips/lips.pt", *PERSON_DATA),
           writes=("torso/torso.pt", "torso/val", "torso/log.csv"), groups=("model", "train", "render"),
           code=TRAIN_CODE),
+    Stage("package", "radnerf.talk.package:package",
+          "the trained person as one self-contained model (folder + zip) that renders without the training data",
+          "radnerf package person=alice  ->  radnerf render model=artifacts/alice/alice.radnerf.zip audio=x.wav",
+          reads=("head/head.pt", "lips/lips.pt", "torso/torso.pt", *PERSON_DATA),
+          writes=("package", "{archive}"),
+          code=("radnerf/talk/package.py", "radnerf/talk/clip.py")),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 
 PREPROCESS = [s.name for s in STAGES[: [s.name for s in STAGES].index("train-head")]]
 """What ``radnerf preprocess`` runs: everything before training."""
-TRAINING = [s.name for s in STAGES if s.name not in PREPROCESS]
+TRAINING = ["train-head", "finetune-lips", "train-torso"]
 """What ``radnerf train`` runs: the models, in order (the head, its lips, the torso)."""
 
 PLANNED = ["evaluate"]
@@ -197,7 +203,8 @@ def dvc_yaml(cfg: RadNerfConfig, choices: dict[str, str]) -> str:
     from radnerf.paths import PersonPaths
 
     person = PersonPaths(Path("artifacts") / "${key}")  # a template: DVC fills in each person
-    files = {"{audio_features}": person.audio_features(feature_name(cfg.audio_features)).name}
+    files = {"{audio_features}": person.audio_features(feature_name(cfg.audio_features)).name,
+             "{archive}": person.package_archive.name}
 
     def person_file(name: str) -> str:
         return name if name.startswith("${") else f"{person.root.as_posix()}/{files.get(name, name)}"

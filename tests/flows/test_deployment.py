@@ -22,7 +22,7 @@ def test_person_flow_runs_every_built_stage_then_skips_them(prefect_harness, tal
     from radnerf.pipeline import PLANNED, PREPROCESS, STAGES
 
     built = [s.name for s in STAGES]
-    assert built == [*PREPROCESS, "train-head", "finetune-lips", "train-torso"]
+    assert built == [*PREPROCESS, "train-head", "finetune-lips", "train-torso", "package"]
     overrides = [f"paths.artifacts={tmp_path / 'a'}", "mlflow.enabled=false"]
     first = person(person="harness", video=str(talking_clip), preset="smoke", overrides=overrides)
     assert list(first["stages"]) == built
@@ -31,6 +31,7 @@ def test_person_flow_runs_every_built_stage_then_skips_them(prefect_harness, tal
     assert frames > 25 and first["stages"]["track"]["metrics"]["frames"] == frames
     assert first["stages"]["train-head"]["metrics"]["steps"] == 40  # the smoke preset's head
     assert (tmp_path / "a/harness/head/head.pt").is_file()
+    assert (tmp_path / "a/harness/harness.radnerf.zip").is_file()  # the flow ends with the model package
     assert first["not_built"] == PLANNED
     second = person(person="harness", video=str(talking_clip), preset="smoke", overrides=overrides,
                     return_state=True)
