@@ -43,6 +43,12 @@ def _commands() -> dict:
         "render a trained person (or a model package) speaking any audio to an MP4 with that audio",
         "radnerf render person=alice audio=speech.wav | radnerf render model=alice.radnerf.zip audio=speech.wav",
     )
+    commands["stream"] = pipeline.Stage(
+        "stream",
+        "radnerf.talk.stream:stream",
+        "render while the audio arrives (a file at its own pace, or audio=mic); prints latency and FPS",
+        "radnerf stream person=alice audio=speech.wav [render.realtime=false] | radnerf stream model=alice.radnerf.zip audio=mic",
+    )
     commands["demo"] = pipeline.Stage(
         "demo",
         "flows.demo:demo",

@@ -467,6 +467,12 @@ class RenderConfig:
     """Render with the MLPs multiplying in bfloat16 on a CPU with bfloat16 matrix units (speed only; as ``train.amp``)."""
     smooth_audio: bool = True
     """Keep 0.35 of the previous frame's audio code at test time (paper A.2); false: each frame's own."""
+    realtime: bool = True
+    """``radnerf stream``: feed a file at its own pace, as a live source (false: as fast as it renders)."""
+    stream_chunk_ms: int = 40
+    """``radnerf stream``: milliseconds of audio per chunk that arrives (a microphone's block)."""
+    mic_seconds: float = 10.0
+    """``radnerf stream audio=mic``: how long to listen."""
     torso: str = "auto"
     """What is under the head in a rendered video: 'model' (the trained torso, ``radnerf train-torso``),
     'clip' (the torso images of the clip frame whose pose is used, as the head trained on) or 'auto'
@@ -474,7 +480,8 @@ class RenderConfig:
 
     def __post_init__(self) -> None:
         # Zero here would divide by zero or loop forever deep in the marcher.
-        positive = ("max_steps", "steps_per_round", "march_chunk", "grid_update_interval", "grid_conditions", "fps")
+        positive = ("max_steps", "steps_per_round", "march_chunk", "grid_update_interval", "grid_conditions", "fps",
+                    "stream_chunk_ms")
         for key in positive:
             check_at_least(f"render.{key}", getattr(self, key), 1)
         check_at_least("render.grid_size", self.grid_size, 2)
