@@ -1,14 +1,22 @@
-"""Rendering speed of a trained person: frames per second of the head, the torso and the whole frame.
+"""A trained person talking: rendering speed offline and streaming, and whether the lips follow the audio.
 
-Offline rendering as ``radnerf render`` does it (audio code, head over torso over the
-background), at 256x256 and 512x512 (the head's camera scaled to the size), on the
-person the head benchmark trained (``benchmarks/bench_head.py --only quality``) or any
-trained person (``--artifacts``, ``--person``). Prints a markdown table.
+Three tables, on the person the head benchmark trained (``benchmarks/bench_head.py --only quality``)
+or any trained person (``--artifacts``, ``--person``):
+
+- offline: frames per second of the head, the torso and the whole frame as ``radnerf render`` renders
+  them, at 256x256 and 512x512 (the head's camera scaled to the size);
+- streaming: ``radnerf stream``'s path (audio chunks of 40 ms in, frames out) on ``--speech``: FPS as
+  fast as it renders, the look-ahead a frame waits for, and the latency audio in -> frame out when the
+  audio arrives at its own pace (on a CPU slower than real time it grows with every frame: the
+  first frame's and the median are shown);
+- lips: the mouth opening (inner lip gap over the eye distance, dlib landmarks on the rendered frames)
+  against the loudness of the audio, for ``--speech`` (another speaker), for silence of the same length,
+  and for the training clip itself (the real video and its audio, the reference).
 
 Usage::
 
     python benchmarks/bench_talk.py                          # the HDTF head of bench_head, CPU
-    python benchmarks/bench_talk.py --device cuda --frames 200
+    python benchmarks/bench_talk.py --device cuda --frames 200 --sections offline stream
     python benchmarks/bench_talk.py --artifacts artifacts --person alice --sizes 512
 """
 
@@ -27,6 +35,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 DEFAULT_ARTIFACTS = REPO / "benchmarks" / "out" / "head" / "runs" / "full_model_seed_0"
+DEFAULT_SPEECH = REPO.parent / "shared" / "data" / "speech" / "sadtalker_rd_radio31_8s.wav"
 
 
 def timed(fn, frames: int, device: torch.device, warmup: int = 2) -> float:
@@ -87,6 +96,107 @@ def measure(size: int, head, torso, train, windows: list, device: torch.device, 
     return rows
 
 
+def sized(head, clip, size: int):
+    """The head and clip rendering ``size`` x ``size`` frames (the camera scaled, the background resized)."""
+    from PIL import Image
+
+    from radnerf.talk.clip import Clip
+
+    scale = size / clip.width
+    head = replace(head, data={**head.data, "intrinsics": [v * scale for v in head.data["intrinsics"]]})
+    bc = np.asarray(Image.fromarray(clip.background).resize((size, size), Image.BILINEAR))
+    return head, Clip(clip.poses, clip.eyes, bc, clip.intrinsics * scale)
+
+
+def measure_stream(size: int, head, clip, torso, audio_cfg, speech: np.ndarray, device: torch.device) -> dict:
+    """One streaming row at ``size``: FPS as fast as it renders, the look-ahead, the paced latencies."""
+    from radnerf.talk.stream import SAMPLE_RATE, Chunk, TalkingStream, run_stream
+
+    head, clip = sized(head, clip, size)
+
+    def chunks(paced: bool):
+        step = SAMPLE_RATE * 40 // 1000
+        start = time.perf_counter()
+        for i in range(0, len(speech), step):
+            due = start + (i + step) / SAMPLE_RATE
+            if paced and due > time.perf_counter():
+                time.sleep(due - time.perf_counter())
+            yield Chunk(speech[i:i + step], due if paced else time.perf_counter())
+
+    results = {}
+    for paced in (False, True):
+        talking = TalkingStream(head, clip, audio_cfg, device, torso)
+        _, latencies, seconds = run_stream(talking, chunks(paced), lambda frame: None)
+        results[paced] = (len(latencies) / seconds, latencies)
+    best, worst = talking.lookahead_seconds
+    fast, paced = results[False], results[True]
+    return {"size": size, "fps": fast[0], "lookahead": f"{best:.2f}-{worst:.2f}",
+            "first": paced[1][0], "median": float(np.median(paced[1])), "frames": len(paced[1])}
+
+
+def mouth_opening(frames, detector) -> np.ndarray:
+    """``[N]`` inner-lip gap (points 62-64 to 66-68) over the eye distance; NaN where no face is found."""
+    out = np.full(len(frames), np.nan)
+    for k, frame in enumerate(frames):
+        faces = detector.detect(frame)
+        if faces:
+            p = max(faces, key=lambda f: f.score).points
+            gap = np.linalg.norm(p[[61, 62, 63]] - p[[67, 66, 65]], axis=1).mean()
+            out[k] = gap / np.linalg.norm(p[36:42].mean(0) - p[42:48].mean(0))
+    return out
+
+
+def loudness(samples: np.ndarray, n: int, fps: int = 25) -> np.ndarray:
+    """``[n]`` RMS level in dB of the 40 ms of audio around each frame."""
+    hop = 16000 // fps
+    padded = np.pad(samples, (hop // 2, hop * (n + 1)))
+    rms = np.array([np.sqrt(np.mean(padded[k * hop: k * hop + hop] ** 2)) for k in range(n)])
+    return 20 * np.log10(rms + 1e-4)
+
+
+def follow(mouth: np.ndarray, level: np.ndarray, lags=range(-2, 3)) -> tuple[float, int]:
+    """Best Pearson correlation of mouth opening and loudness over lags of a few frames, and that lag."""
+    best = (float("nan"), 0)  # silence has no loudness to follow
+    for lag in lags:
+        a, b = (mouth[lag:], level[:len(level) - lag]) if lag >= 0 else (mouth[:lag], level[-lag:])
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() > 10 and a[ok].std() > 0 and b[ok].std() > 0:
+            corr = float(np.corrcoef(a[ok], b[ok])[0, 1])
+            best = (corr, lag) if not corr <= best[0] else best
+    return best
+
+
+def measure_lips(head, clip, torso, audio_cfg, speech: np.ndarray, train, device: torch.device) -> list[dict]:
+    """Rows of mouth motion: rendered from ``speech``, rendered from silence, and the real training clip."""
+    from radnerf.audio import extract_features
+    from radnerf.audio.extract import load_input
+    from radnerf.preprocess.landmark_backends import make_backend
+    from radnerf.talk.render import render_frames, video_controls
+
+    detector = make_backend("dlib")
+    rows = []
+    for name, audio in (("rendered from speech of another speaker (still pose)", speech),
+                        ("rendered from silence (still pose)", np.zeros_like(speech))):
+        features = extract_features(audio, audio_cfg)
+        # A still head with open eyes: only the audio can move the mouth (with the clip's poses, a head that
+        # learnt little from audio replays the expressions it saw at each pose).
+        controls = video_controls(clip, len(features), pose="still", eyes="open", model=head.settings["model"])
+        frames = list(render_frames(head, clip, features, device, torso, controls))
+        mouth = mouth_opening(frames, detector)
+        corr, lag = follow(mouth, loudness(audio, len(frames)))
+        rows.append({"video": name, "frames": len(frames), "found": int(np.isfinite(mouth).sum()),
+                     "mean": np.nanmean(mouth), "std": np.nanstd(mouth), "corr": corr, "lag": lag})
+    real = [train.image(i) for i in range(len(train))]
+    own = load_input(train.paths.audio_wav)
+    mouth = mouth_opening(real, detector)
+    level = loudness(own, int(train.img_ids.max()) + 1)[train.img_ids]
+    corr, lag = follow(mouth, level)
+    rows.append({"video": "the training clip (real frames, own audio)", "frames": len(real),
+                 "found": int(np.isfinite(mouth).sum()), "mean": np.nanmean(mouth), "std": np.nanstd(mouth),
+                 "corr": corr, "lag": lag})
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS)
@@ -96,12 +206,20 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--frames", type=int, default=10)
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    p.add_argument("--sections", nargs="+", default=["offline", "stream", "lips"],
+                   choices=["offline", "stream", "lips"])
+    p.add_argument("--speech", type=Path, default=DEFAULT_SPEECH,
+                   help="speech of another speaker (streaming and lips; default: a clip of ../shared)")
+    p.add_argument("--stream-seconds", type=float, default=4.0)
+    p.add_argument("--lip-seconds", type=float, default=6.0)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
+    from radnerf.audio.extract import load_input
     from radnerf.config import load_config
     from radnerf.models import attention_indices, gather_windows
     from radnerf.paths import PersonPaths
+    from radnerf.talk.clip import Clip
     from radnerf.train.head import load_head, person_splits
     from radnerf.train.lips import final_head
     from radnerf.train.torso import load_torso
@@ -115,24 +233,54 @@ def main() -> None:
     head = load_head(final_head(paths), device, cfg.render)
     torso_file = paths.final_weights("torso")
     torso = load_torso(torso_file, device, cfg.render) if torso_file.is_file() else None
-    train, _ = person_splits(paths, cfg, head.data["audio_features"])
-    window = head.model.cfg.attention_window
-    windows = [gather_windows(train.audio, attention_indices([k], len(train.audio), window))
-               for k in range(len(train))]
+    train, val = person_splits(paths, cfg, head.data["audio_features"])
+    clip = Clip.from_splits((train, val))
     print(f"# bench_talk: {paths.root}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"device {device}, head {paths.rel(final_head(paths))}, torso {'trained' if torso else 'none'}\n")
+    needs_speech = {"stream", "lips"} & set(args.sections)
+    if needs_speech and not args.speech.is_file():
+        sys.exit(f"{args.speech} is missing: pass --speech FILE (any speech ffmpeg reads)")
+    speech = load_input(args.speech) if needs_speech else None
 
-    rows = []
-    for size in args.sizes:
-        rows += measure(size, head, torso, train, windows, device, args.frames)
-        for row in rows[-3:] if torso is not None else rows[-1:]:
-            print(row, flush=True)
+    if "offline" in args.sections:
+        window = head.model.cfg.attention_window
+        windows = [gather_windows(train.audio, attention_indices([k], len(train.audio), window))
+                   for k in range(len(train))]
+        rows = []
+        for size in args.sizes:
+            rows += measure(size, head, torso, train, windows, device, args.frames)
+            for row in rows[-3:] if torso is not None else rows[-1:]:
+                print(row, flush=True)
+        print("\n### Rendering speed (offline, frames per second)\n")
+        print("| size | part | fps | ms per frame |")
+        print("|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['size']}x{r['size']} | {r['part']} | {r['fps']:.2f} | {1000 / r['fps']:.0f} |")
 
-    print("\n### Rendering speed (offline, frames per second)\n")
-    print("| size | part | fps | ms per frame |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['size']}x{r['size']} | {r['part']} | {r['fps']:.2f} | {1000 / r['fps']:.0f} |")
+    if "stream" in args.sections:
+        part = speech[: int(args.stream_seconds * 16000)]
+        rows = []
+        for size in args.sizes:
+            rows.append(measure_stream(size, head, clip, torso, cfg.audio_features, part, device))
+            print(rows[-1], flush=True)
+        print(f"\n### Streaming (40 ms chunks of {len(part) / 16000:.1f} s of speech, whole frame)\n")
+        print("| size | fps, as fast as it renders | look-ahead (s) | latency at the audio's pace: first frame (s) "
+              "| median (s) |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['size']}x{r['size']} | {r['fps']:.2f} | {r['lookahead']} | {r['first']:.2f} | "
+                  f"{r['median']:.2f} |")
+
+    if "lips" in args.sections:
+        part = speech[: int(args.lip_seconds * 16000)]
+        rows = measure_lips(head, clip, torso, cfg.audio_features, part, train, device)
+        print(f"\n### Lips and the audio ({args.speech.name}, {len(part) / 16000:.1f} s; mouth opening = inner "
+              "lip gap / eye distance)\n")
+        print("| video | frames (face found) | mouth opening mean | std | corr. with loudness (lag, frames) |")
+        print("|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['video']} | {r['frames']} ({r['found']}) | {r['mean']:.3f} | {r['std']:.3f} | "
+                  f"{r['corr']:+.2f} ({r['lag']:+d}) |")
 
 
 if __name__ == "__main__":

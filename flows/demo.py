@@ -45,7 +45,8 @@ def demo(overrides: list[str]) -> PersonRun:  # noqa: F821
 
 
 def speak_unheard(cfg: RadNerfConfig) -> Path:
-    """The trained person saying ``demo.unheard_text``: ``renders/unheard.mp4`` (its speech beside it as WAV)."""
+    """The trained person saying ``demo.unheard_text``: ``renders/unheard.mp4`` (its speech beside it as WAV),
+    rendered from the person's model package (what a user ships), not from the training artifacts."""
     from radnerf.demo.tts import synthesize
     from radnerf.media import write_wav
     from radnerf.paths import PersonPaths
@@ -57,6 +58,8 @@ def speak_unheard(cfg: RadNerfConfig) -> Path:
     speech.parent.mkdir(parents=True, exist_ok=True)
     write_wav(speech, samples, rate)  # the same bytes every time: the render's fingerprint holds
     cfg.audio = str(speech)
+    cfg.package = str(paths.package_archive)
+    cfg.out = str(paths.renders / "unheard.mp4")
     result = render(cfg)
     log.info("%s", result.summary())
     return result.video

@@ -77,6 +77,7 @@ def test_demo_end_to_end_twice(tmp_path):
     assert (tmp_path / "data/demo.mp4").exists()
     assert re.search(r"^  train-head +done ", first.stdout, re.M), first.stdout
     assert re.search(r"^  finetune-lips +done ", first.stdout, re.M), first.stdout
+    assert re.search(r"^  package +done ", first.stdout, re.M), first.stdout  # the video is rendered from it
     assert "not built yet" in first.stdout and not re.search(r"not built yet:.*train-head", first.stdout)
     with sqlite3.connect(tmp_path / "mlflow.db") as db:
         names = {r[0] for r in db.execute("select name from runs")}

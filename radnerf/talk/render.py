@@ -12,6 +12,10 @@ head (:func:`radnerf.train.lips.final_head`). Under it, ``render.torso``: the
 trained torso (``torso/torso.pt``, moved by each frame's head pose), or the
 torso image of the clip frame whose pose is used, as the head trained on
 (``clip``; what ``auto`` falls back to before ``radnerf train-torso``).
+
+The same from a model package (``model=PATH``, :mod:`radnerf.talk.package`): its head, torso, clip
+tracks and audio feature settings, with none of the person's artifacts present. Both are a
+:class:`Source`; :class:`FrameRenderer` renders frame after frame for files and streams alike.
 """
 
 from __future__ import annotations
@@ -272,7 +276,7 @@ class FrameRenderer:
         self._previous: torch.Tensor | None = None
         self._next = 0
         background = clip.background if controls is None else controls.background
-        self._background = torch.from_numpy(np.ascontiguousarray(background)).to(device, torch.float32) / 255.0
+        self._background = torch.from_numpy(np.array(background)).to(device, torch.float32) / 255.0  # a writable copy
         self._torso_code = torso.model.code(None).detach() if torso is not None else None
 
     def frame(self, k: int, windows: torch.Tensor | None, controls: Controls) -> np.ndarray:
