@@ -467,6 +467,8 @@ class RenderConfig:
     """Render with the MLPs multiplying in bfloat16 on a CPU with bfloat16 matrix units (speed only; as ``train.amp``)."""
     smooth_audio: bool = True
     """Keep 0.35 of the previous frame's audio code at test time (paper A.2); false: each frame's own."""
+    png: bool = False
+    """``radnerf render``: also write every frame as a PNG, ``<video name>_frames/<k>.png`` beside the video."""
     realtime: bool = True
     """``radnerf stream``: feed a file at its own pace, as a live source (false: as fast as it renders)."""
     stream_chunk_ms: int = 40

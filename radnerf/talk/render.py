@@ -21,6 +21,7 @@ tracks and audio feature settings, with none of the person's artifacts present. 
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from radnerf.config import RadNerfConfig, to_container
 from radnerf.devices import resolve_device
 from radnerf.errors import ConfigError, InputError
 from radnerf.formats.manifests import read_manifest
+from radnerf.media.images import png_bytes
 from radnerf.models import attention_indices, gather_windows
 from radnerf.paths import PersonPaths
 from radnerf.render import render_image
@@ -198,7 +200,9 @@ def _render(cfg: RadNerfConfig, source: Source, device: torch.device, started: f
     # A mistyped control fails now, before the audio features are extracted (the real ones need their length).
     video_controls(source.clip, 1, cfg.pose, cfg.eyes, cfg.bg, head.settings["model"], cfg.render.fps)
     done = read_manifest(record)
-    if out.exists() and done is not None and done.get("fingerprint") == fingerprint:
+    pngs = out.with_name(f"{out.stem}_frames")
+    have_pngs = not cfg.render.png or (done is not None and len(list(pngs.glob("*.png"))) == done.get("frames"))
+    if out.exists() and done is not None and done.get("fingerprint") == fingerprint and have_pngs:
         log.info("render: %s is up to date", out)
         return RenderResult(out, int(done.get("frames", 0)), time.perf_counter() - started, skipped=True)
     if cfg.audio is not None:
@@ -217,12 +221,17 @@ def _render(cfg: RadNerfConfig, source: Source, device: torch.device, started: f
     from radnerf.media.encode import VideoWriter
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.render.png:
+        shutil.rmtree(pngs, ignore_errors=True)  # frames of an older video must not mix with these
+        pngs.mkdir()
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "audio.wav"
         _audio_for_video(audio_path, wav, len(features), cfg.render.fps)
         with VideoWriter(out, cfg.render.fps, source.clip.width, source.clip.height, audio=wav) as video:
             for k, frame in enumerate(frames):
                 video.write(frame)
+                if cfg.render.png:
+                    (pngs / f"{k:05d}.png").write_bytes(png_bytes(frame))
                 report_progress("render", k + 1, len(features), "")
     write_json_atomic(record, {"fingerprint": fingerprint, "frames": len(features), "audio": str(audio_path),
                                "head_step": head.data.get("step")})

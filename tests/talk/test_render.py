@@ -160,3 +160,19 @@ def test_pose_eyes_and_background_controls_reach_the_video(trained, make_cfg, wa
     assert not black.skipped  # another background is another video
     # The few-step head leaves a little fog over the corner; what shows through is the chosen background.
     assert white_corner - decoded_frames(black.video)[0][:3, :3].astype(float).mean() > 60
+
+
+def test_frames_as_png_on_request_are_the_videos_frames(trained, make_cfg, wav):
+    from radnerf.media.images import read_rgb
+    from radnerf.talk import render
+
+    plain = render(make_cfg(*TINY, f"audio={wav}"))
+    pngs = plain.video.with_name("speech_frames")
+    assert not pngs.exists()
+    result = render(make_cfg(*TINY, f"audio={wav}", "render.png=true"))
+    assert not result.skipped  # the video was there, its frames as PNG were not
+    files = sorted(pngs.glob("*.png"))
+    assert [f.name for f in files[:2]] == ["00000.png", "00001.png"] and len(files) == result.frames
+    decoded = decoded_frames(result.video)
+    assert np.abs(read_rgb(files[5]).astype(float) - decoded[5]).mean() < 4  # the frame before H.264
+    assert render(make_cfg(*TINY, f"audio={wav}", "render.png=true")).skipped
