@@ -62,7 +62,7 @@ def measure(size: int, head, torso, train, windows: list, device: torch.device, 
     model = head.model
     scale = size / train.width
     sized = replace(head, data={**head.data, "intrinsics": [v * scale for v in head.data["intrinsics"]]})
-    bc = np.asarray(Image.fromarray(train.background).resize((size, size), Image.BILINEAR))
+    bc = np.array(Image.fromarray(train.background).resize((size, size), Image.BILINEAR))  # writable
     bg = torch.from_numpy(bc).to(device, torch.float32) / 255.0
     coords = torso_coords(size, size).to(device)
 
@@ -104,7 +104,7 @@ def sized(head, clip, size: int):
 
     scale = size / clip.width
     head = replace(head, data={**head.data, "intrinsics": [v * scale for v in head.data["intrinsics"]]})
-    bc = np.asarray(Image.fromarray(clip.background).resize((size, size), Image.BILINEAR))
+    bc = np.array(Image.fromarray(clip.background).resize((size, size), Image.BILINEAR))
     return head, Clip(clip.poses, clip.eyes, bc, clip.intrinsics * scale)
 
 

@@ -430,9 +430,20 @@ class EvalConfig:
     """Evaluation metrics (paper, Section 4)."""
 
     metrics: list[str] = field(default_factory=lambda: ["psnr", "lpips", "lmd", "sync"])
-    """Metrics to compute on the validation split."""
+    """Metrics to compute ('lpips' and 'sync' need weights: reported as unavailable without them)."""
     lpips_net: str = "alex"
     """LPIPS backbone."""
+    landmarks: str = "auto"
+    """Landmark backend of LMD and mouth opening, the same for every row: 'auto' (FAN when its weights are
+    present, as the papers use; dlib otherwise), 'fan', 'dlib' or 'mediapipe'."""
+    audio: list[str] = field(default_factory=list)
+    """Speech files the model is made to say for the cross-driven rows (``audio=`` adds one more)."""
+
+    def __post_init__(self) -> None:
+        check_choice("eval.landmarks", self.landmarks, ("auto", "fan", "dlib", "mediapipe"))
+        check_choice("eval.lpips_net", self.lpips_net, ("alex",))
+        for metric in self.metrics:
+            check_choice("eval.metrics", metric, ("psnr", "lpips", "lmd", "sync"))
 
 
 @dataclass

@@ -20,6 +20,7 @@ and ours can be read by their tools::
       head/                     head model: checkpoints/step_<n>.pt, head.pt (final), occupancy grid
       lips/                     the head after lip fine-tuning: checkpoints/, lips.pt (what rendering prefers)
       torso/                    torso model: checkpoints/step_<n>.pt, torso.pt
+      baseline/                 the no-audio head (model.audio=false) evaluation sets beside the head
       eval/                     metrics.json, report (side-by-side video, plots, summary)
       renders/<name>.mp4        videos rendered from any audio
       package/, P.radnerf.zip   the model package: renders with no training data (radnerf.talk.package)
@@ -177,9 +178,10 @@ class PersonPaths:
         return self.root / "torso"
 
     def model_dir(self, part: str) -> Path:
-        """``head/``, ``lips/`` (the head after lip fine-tuning) or ``torso/``."""
-        if part not in ("head", "lips", "torso"):
-            raise ValueError(f"part={part!r}: use 'head', 'lips' or 'torso'")
+        """``head/``, ``lips/`` (the head after lip fine-tuning), ``torso/`` or ``baseline/`` (the no-audio head
+        evaluation compares with)."""
+        if part not in ("head", "lips", "torso", "baseline"):
+            raise ValueError(f"part={part!r}: use 'head', 'lips', 'torso' or 'baseline'")
         return self.root / part
 
     def checkpoints(self, part: str) -> Path:

@@ -130,12 +130,23 @@ STAGES: list[Stage] = [
           reads=("head/head.pt", "lips/lips.pt", *PERSON_DATA),
           writes=("torso/torso.pt", "torso/val", "torso/log.csv"), groups=("model", "train", "render"),
           code=TRAIN_CODE),
+    Stage("train-baseline", "radnerf.train.head:train_baseline",
+          "train the no-audio head (model.audio=false) that evaluation sets beside the model",
+          "radnerf train-baseline person=alice",
+          reads=PERSON_DATA, writes=("baseline/baseline.pt", "baseline/val", "baseline/log.csv"),
+          groups=("model", "train", "render"), code=TRAIN_CODE),
     Stage("package", "radnerf.talk.package:package",
           "the trained person as one self-contained model (folder + zip) that renders without the training data",
           "radnerf package person=alice  ->  radnerf render model=artifacts/alice/alice.radnerf.zip audio=x.wav",
           reads=("head/head.pt", "lips/lips.pt", "torso/torso.pt", *PERSON_DATA),
           writes=("package", "{archive}"),
           code=("radnerf/talk/package.py", "radnerf/talk/clip.py")),
+    Stage("evaluate", "radnerf.eval.evaluate:evaluate",
+          "PSNR, LPIPS, LMD on held-out frames, lip sync, baselines beside the model; eval/report.html",
+          "radnerf evaluate person=alice [eval.audio=[other_speaker.wav]]",
+          reads=("head/head.pt", "lips/lips.pt", "torso/torso.pt", "baseline/baseline.pt", "aud.wav", *PERSON_DATA),
+          writes=("eval",), groups=("eval", "render"),
+          code=(*TRAIN_CODE, "radnerf/eval", "radnerf/talk", "radnerf/preprocess/landmark_backends.py")),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 
@@ -144,7 +155,7 @@ PREPROCESS = [s.name for s in STAGES[: [s.name for s in STAGES].index("train-hea
 TRAINING = ["train-head", "finetune-lips", "train-torso"]
 """What ``radnerf train`` runs: the models, in order (the head, its lips, the torso)."""
 
-PLANNED = ["evaluate"]
+PLANNED: list[str] = []
 """Stages of the full RAD-NeRF pipeline not built yet (named in summaries, never run)."""
 
 

@@ -355,26 +355,55 @@ def train_head(cfg: RadNerfConfig) -> StageResult:
         The stage's :class:`StageResult`; its metrics hold val PSNR (full frame,
         face and lip rectangles), steps, steps and rays per second, peak memory.
     """
+    return _train_stage(cfg, HeadTrainer)
+
+
+class NoAudioBaseline(HeadTrainer):
+    """The baseline that evaluation sets beside the head: the same head and training without the audio path
+    (``model.audio=false``), so every report shows what audio buys. Its files go to ``baseline/``."""
+
+    PART = "baseline"
+    STAGE = "train-baseline"
+
+    def __init__(self, cfg: RadNerfConfig, device: str | torch.device | None = None):
+        super().__init__(no_audio(cfg), device)
+        self.model_kind = "head"  # a head like any other: load_head reads it
+
+
+def no_audio(cfg: RadNerfConfig) -> RadNerfConfig:
+    """``cfg`` with ``model.audio=false``."""
+    from dataclasses import replace
+
+    return replace(cfg, model=replace(cfg.model, audio=False))
+
+
+def train_baseline(cfg: RadNerfConfig) -> StageResult:
+    """``radnerf train-baseline``: the no-audio head of ``cfg.person`` (:class:`NoAudioBaseline`)."""
+    return _train_stage(cfg, NoAudioBaseline)
+
+
+def _train_stage(cfg: RadNerfConfig, trainer: type[HeadTrainer]) -> StageResult:
     from radnerf.stage_io import sha256_json
 
     paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
-    rel = paths.rel
-    outputs = [rel(paths.final_weights("head")), rel(paths.val_renders("head")), rel(paths.train_log("head"))]
+    rel, part = paths.rel, trainer.PART
+    outputs = [rel(paths.final_weights(part)), rel(paths.val_renders(part)), rel(paths.train_log(part))]
     upstream: dict[str, str] = {}
 
     def read_upstream() -> dict[str, str]:
         upstream.update(data_fingerprint(paths, cfg))
         return upstream
 
-    plan = StagePlan(STAGE, outputs=outputs, settings=run_settings(cfg), upstream=read_upstream,
+    settings = run_settings(no_audio(cfg) if trainer is NoAudioBaseline else cfg)
+    plan = StagePlan(trainer.STAGE, outputs=outputs, settings=settings, upstream=read_upstream,
                      algorithm=ALGORITHM_VERSION)
 
     def work(w: StageWriter) -> dict:
-        trainer = HeadTrainer(cfg)
-        trainer.data_fingerprint = sha256_json(upstream)
-        start = trainer.resume(overwrite=cfg.overwrite)
-        metrics = trainer.finish(w, start)
-        return {**{k: round(v, 4) for k, v in metrics.items()}, "device": str(trainer.device)}
+        run = trainer(cfg)
+        run.data_fingerprint = sha256_json(upstream)
+        start = run.resume(overwrite=cfg.overwrite)
+        metrics = run.finish(w, start)
+        return {**{k: round(v, 4) for k, v in metrics.items()}, "device": str(run.device)}
 
     return run_stage(paths, plan, work, overwrite=cfg.overwrite)
 

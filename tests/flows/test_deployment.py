@@ -22,7 +22,8 @@ def test_person_flow_runs_every_built_stage_then_skips_them(prefect_harness, tal
     from radnerf.pipeline import PLANNED, PREPROCESS, STAGES
 
     built = [s.name for s in STAGES]
-    assert built == [*PREPROCESS, "train-head", "finetune-lips", "train-torso", "package"]
+    assert built == [*PREPROCESS, "train-head", "finetune-lips", "train-torso", "train-baseline", "package",
+                     "evaluate"]
     overrides = [f"paths.artifacts={tmp_path / 'a'}", "mlflow.enabled=false"]
     first = person(person="harness", video=str(talking_clip), preset="smoke", overrides=overrides)
     assert list(first["stages"]) == built

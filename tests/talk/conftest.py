@@ -33,8 +33,12 @@ def trained(make_cfg, tmp_path):
     # The synthetic windows have 8 channels; any audio rendered later gets the offline backend's.
     # Giving the clip the offline backend's features of a sound makes the two agree, as on a real person.
     n = N_TRAIN + N_VAL
-    features = extract_features(speech_like(n / FPS, seed=1), cfg.audio_features, num_frames=n)
+    own = speech_like(n / FPS, seed=1)
+    features = extract_features(own, cfg.audio_features, num_frames=n)
     np.save(person.root / "aud_ph.npy", features)
+    from radnerf.media import write_wav
+
+    write_wav(person.root / "aud.wav", own, RATE)  # the person's own audio, as ingest leaves it
     train_head(cfg)
     return person, cfg
 

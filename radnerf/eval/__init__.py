@@ -1,0 +1,1 @@
+"""Evaluation measures for rendered talking portraits."""
