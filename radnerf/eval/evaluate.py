@@ -37,8 +37,8 @@ from radnerf.talk.render import Controls, FrameRenderer
 log = logging.getLogger(__name__)
 
 STAGE = "evaluate"
-ALGORITHM_VERSION = 1
-"""Bumped when this module changes the numbers it reports."""
+ALGORITHM_VERSION = 2
+"""Bumped when this module changes the numbers it reports (2: mouth-audio correlation at offset 0)."""
 FPS = 25
 SAMPLE_RATE = 16000
 
@@ -72,6 +72,8 @@ class Evaluation:
     real: list[np.ndarray] = field(default_factory=list)
     val_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     """Positions of the val frames in the clip order."""
+    img_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    """``[K]`` the img_id of each frame of the clip order (``gt_imgs/<img_id>.jpg``)."""
     per_frame_psnr: dict[str, list[float]] = field(default_factory=dict)
     openings: dict[str, np.ndarray] = field(default_factory=dict)
     """Mouth opening over the clip ``{variant: [K]}`` (real video included)."""
@@ -140,6 +142,7 @@ def evaluate_person(cfg: RadNerfConfig, paths: PersonPaths, device: torch.device
     val_ids = set(int(v) for v in sets[1].img_ids)
     ev = Evaluation()
     ev.val_index = np.array([k for k, i in enumerate(ids) if int(i) in val_ids])
+    ev.img_ids = ids
     ev.real = [ds.image(i) for ds, i in frames]
     smooth = cfg.render.smooth_audio
     ev.videos["radnerf"] = self_driven(head, torso, source.clip, frames, device, smooth, "radnerf")
@@ -312,6 +315,15 @@ def evaluate(cfg: RadNerfConfig) -> StageResult:
                   "metrics": [m.row() for m in ev.metrics]}
         write_json_atomic(out / "metrics.json", record)
         write_report(out, paths.root.name, ev)
+        # The val renders as lossless PNGs (the video is H.264), for anyone who computes their own numbers.
+        from radnerf.media.images import png_bytes
+
+        for variant in ("radnerf", "no audio"):
+            if variant in ev.videos:
+                folder = out / "val" / variant.replace(" ", "_")
+                folder.mkdir(parents=True)
+                for k in ev.val_index:
+                    (folder / f"{int(ev.img_ids[k])}.png").write_bytes(png_bytes(ev.videos[variant][k]))
         numbers = {f"{m.name}" + ("" if m.variant == "radnerf" else f"_{m.variant.replace(' ', '_')}")
                    + ("" if m.split == "val" else f"_{m.split.split(':')[0]}"): round(m.value, 4)
                    for m in ev.metrics if m.value is not None and m.split in ("val", "clip")}

@@ -55,7 +55,10 @@ def lmd(pred: np.ndarray, target: np.ndarray) -> tuple[float, int]:
 
 @torch.no_grad()
 def lpips(network: torch.nn.Module, pred: np.ndarray, target: np.ndarray) -> float:
-    """AlexNet-LPIPS of two ``[H, W, 3]`` uint8 images (:func:`radnerf.models.perceptual.load_lpips`)."""
-    device = next(network.parameters()).device
-    x = torch.from_numpy(np.stack([pred, target])).to(device).permute(0, 3, 1, 2).float() / 255.0
-    return float(network(x[:1] * 2 - 1, x[1:] * 2 - 1).reshape(-1)[0])
+    """AlexNet-LPIPS of two ``[H, W, 3]`` uint8 images (:func:`radnerf.models.perceptual.load_lpips`), in [0, 1]
+    scaled to [-1, 1] as ``lpips``' ``normalize=True``; an image under 64 px a side is upsampled first, as the
+    lip loss does (AlexNet's strides leave nothing of it otherwise)."""
+    from radnerf.train.losses import lpips_patch
+
+    a, b = (torch.from_numpy(np.ascontiguousarray(x)).float() / 255.0 for x in (pred, target))
+    return float(lpips_patch(network, a, b))

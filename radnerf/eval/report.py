@@ -8,6 +8,7 @@
     psnr.png            PSNR of every frame over time, val frames shaded
     report.md           the tables and the plots, one page
     report.html         the same page for a browser (images inline)
+    val/<variant>/<img_id>.png   the val renders, lossless (radnerf.eval.evaluate writes them)
 """
 
 from __future__ import annotations

@@ -48,6 +48,12 @@ def test_evaluate_reports_the_model_beside_its_baselines_and_says_what_it_cannot
     assert "Held-out frames" in report and "still frame" in report and "data:image/png;base64" in report
     frames = decoded_frames(person.root / "eval" / "side_by_side.mp4")
     assert len(frames) == 15 and frames[0].shape == (24, 72, 3)  # ground truth | render | error, every clip frame
+    from radnerf.media.images import read_rgb
+
+    pngs = sorted((person.root / "eval" / "val" / "radnerf").glob("*.png"))
+    assert [int(f.stem) for f in pngs] == sorted(int(i) for i in val.img_ids)  # lossless, for your own numbers
+    ours = np.mean([psnr(read_rgb(f), val.image(k)) for k, f in enumerate(sorted(pngs, key=lambda f: int(f.stem)))])
+    assert ours == pytest.approx(rows[("psnr", "radnerf", "val")]["value"])
     assert evaluate(cfg).skipped
 
     with pytest.raises(InputError, match="does not exist"):
@@ -58,3 +64,22 @@ def _paths(cfg):
     from radnerf.paths import PersonPaths
 
     return PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
+
+
+def test_lpips_is_a_number_once_its_weights_are_there(trained, make_cfg, tmp_path, monkeypatch):
+    import torch
+    import torchvision
+
+    import radnerf.models.perceptual as perceptual
+    from radnerf.eval.evaluate import evaluate
+
+    person, _ = trained
+    torch.manual_seed(0)
+    alexnet = torchvision.models.alexnet(weights=None).state_dict()  # random: the shape is what matters here
+    monkeypatch.setattr(perceptual, "load_lpips", lambda weights_dir=None, device="cpu":
+                        perceptual.lpips_from_backbone(alexnet).to(device))
+    evaluate(make_cfg(*TINY, "eval.metrics=[psnr,lpips]", "eval.landmarks=dlib"))
+    record = json.loads((person.root / "eval" / "metrics.json").read_text())
+    values = {m["variant"]: m["value"] for m in record["metrics"] if m["name"] == "lpips"}
+    assert set(values) == {"radnerf", "still frame"} and all(v >= 0 for v in values.values())
+    assert not any(m["name"].startswith("lse") for m in record["metrics"])  # sync not asked for
