@@ -240,7 +240,8 @@ def run_pipeline(cfg: RadNerfConfig) -> PersonRun:
             result = run_stage(name, config, return_state=True).result()
             run.stages[name] = result
             if mlrun is not None:
-                mlrun.log_stage(name, result, artifacts=[result.manifest, *stage_images(paths, result)])
+                mlrun.log_stage(name, result, artifacts=[result.manifest, *stage_images(paths, result)],
+                                model=paths.package_archive if name == "package" else None)
     publish_summary(cfg, run)
     log.info("%s", run.summary())
     return run
@@ -248,10 +249,14 @@ def run_pipeline(cfg: RadNerfConfig) -> PersonRun:
 
 def stage_images(paths: PersonPaths, result: StageResult, val_renders: int = 4) -> list[Path]:
     """What MLflow keeps of a stage besides its manifest: its overlays; for a trained model (the head, the
-    lips, the torso), its training log and a few of its val renders (ground truth | render), spread over the
-    val frames."""
+    lips, the torso, the no-audio baseline), its training log and a few of its val renders (ground truth |
+    render), spread over the val frames; for the evaluation, its report."""
     images = sorted(paths.overlays.glob(f"{result.stage}_*.jpg"))
-    part = {"train-head": "head", "finetune-lips": "lips", "train-torso": "torso"}.get(result.stage)
+    if result.stage == "evaluate":  # the report: the page, its plots, the side-by-side video, every number
+        return images + [paths.eval / n for n in ("report.html", "report.md", "metrics.json", "mouth.png",
+                                                  "psnr.png", "side_by_side.mp4")]
+    part = {"train-head": "head", "finetune-lips": "lips", "train-torso": "torso",
+            "train-baseline": "baseline"}.get(result.stage)
     if part is not None:
         renders = sorted(paths.val_renders(part).glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
         step = max(1, len(renders) // val_renders)

@@ -85,6 +85,9 @@ def test_demo_end_to_end_twice(tmp_path):
         names = {r[0] for r in db.execute("select name from runs")}
         metrics = {r[0] for r in db.execute("select key from metrics")}
     assert {"person/demo", "ingest", "train-head"} <= names and {"frames", "val_psnr"} <= metrics
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        models = list(db.execute("select m.name, r.name from logged_models m join runs r on m.source_run_id = r.run_uuid"))
+    assert models == [("talking-portrait", "package")]  # the model package as a pyfunc, in the package's run
 
     # The demo ends with the person saying a sentence it never heard, with that sound.
     videos = re.findall(r"^  video: (.+)$", first.stdout, re.M)

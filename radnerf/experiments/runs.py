@@ -54,15 +54,20 @@ def ms(unix_seconds: float) -> int:
 class PipelineRun:
     """A parent MLflow run; :meth:`log_stage` adds a nested run per finished stage."""
 
-    def __init__(self, client: Any, run_id: str, experiment_id: str):
+    def __init__(self, client: Any, run_id: str, experiment_id: str, uri: str | None = None):
         self.client = client
         self.run_id = run_id
         self.experiment_id = experiment_id
+        self.uri = uri
+        """The tracking URI (for MLflow's fluent API, which logs models)."""
         self.results: list[StageResult] = []
 
-    def log_stage(self, name: str, result: StageResult, artifacts: Sequence[Path] = ()) -> None:
+    def log_stage(self, name: str, result: StageResult, artifacts: Sequence[Path] = (),
+                  model: Path | None = None) -> None:
         """A nested run named ``name`` spanning the stage's real start and end, with its metrics,
         its state as the ``radnerf.state`` tag, and ``artifacts`` (manifest, overlays) that exist.
+        ``model``: a model package zip, logged in that run as the ``talking-portrait`` pyfunc
+        (:mod:`radnerf.experiments.pyfunc`) when the stage made it (not when it was up to date).
 
         The run is recorded after the stage returned (MLflow records, it never decides), so its
         times come from ``result`` rather than the clock.
@@ -79,6 +84,15 @@ class PipelineRun:
         for path in artifacts:
             if Path(path).is_file():
                 self.client.log_artifact(child.info.run_id, str(path))
+        if model is not None and not result.skipped and Path(model).is_file():
+            import mlflow
+
+            from radnerf.experiments.pyfunc import log_package
+
+            if self.uri:
+                mlflow.set_tracking_uri(self.uri)
+            with mlflow.start_run(run_id=child.info.run_id, nested=True):
+                log_package(model)
         self.client.set_terminated(child.info.run_id, status="FINISHED", end_time=at)
         self.client.log_metric(self.run_id, f"{name}.seconds", result.seconds, timestamp=at)
         self.results.append(result)
@@ -123,7 +137,7 @@ def pipeline_run(cfg: RadNerfConfig, name: str) -> Iterator[Optional[PipelineRun
     status = "FAILED"
     pipeline = None
     try:
-        pipeline = PipelineRun(client, run.info.run_id, experiment_id)
+        pipeline = PipelineRun(client, run.info.run_id, experiment_id, uri)
         yield pipeline
         # A repeated run finds everything up to date: it still records a run tree (the
         # config and the metrics as they are), marked so a search can leave it out.
