@@ -10,7 +10,7 @@ or any trained person (``--artifacts``, ``--person``):
   audio arrives at its own pace (on a CPU slower than real time it grows with every frame: the
   first frame's and the median are shown);
 - lips: the mouth opening (inner lip gap over the eye distance, dlib landmarks on the rendered frames)
-  against the loudness of the audio, for ``--speech`` (another speaker), for silence of the same length,
+  and its correlation with the audio (:mod:`radnerf.eval.lipsync`), for ``--speech`` (another speaker), for silence of the same length,
   and for the training clip itself (the real video and its audio, the reference).
 
 Usage::
@@ -134,46 +134,22 @@ def measure_stream(size: int, head, clip, torso, audio_cfg, speech: np.ndarray, 
             "first": paced[1][0], "median": float(np.median(paced[1])), "frames": len(paced[1])}
 
 
-def mouth_opening(frames, detector) -> np.ndarray:
-    """``[N]`` inner-lip gap (points 62-64 to 66-68) over the eye distance; NaN where no face is found."""
-    out = np.full(len(frames), np.nan)
-    for k, frame in enumerate(frames):
-        faces = detector.detect(frame)
-        if faces:
-            p = max(faces, key=lambda f: f.score).points
-            gap = np.linalg.norm(p[[61, 62, 63]] - p[[67, 66, 65]], axis=1).mean()
-            out[k] = gap / np.linalg.norm(p[36:42].mean(0) - p[42:48].mean(0))
-    return out
-
-
-def loudness(samples: np.ndarray, n: int, fps: int = 25) -> np.ndarray:
-    """``[n]`` RMS level in dB of the 40 ms of audio around each frame."""
-    hop = 16000 // fps
-    padded = np.pad(samples, (hop // 2, hop * (n + 1)))
-    rms = np.array([np.sqrt(np.mean(padded[k * hop: k * hop + hop] ** 2)) for k in range(n)])
-    return 20 * np.log10(rms + 1e-4)
-
-
-def follow(mouth: np.ndarray, level: np.ndarray, lags=range(-2, 3)) -> tuple[float, int]:
-    """Best Pearson correlation of mouth opening and loudness over lags of a few frames, and that lag."""
-    best = (float("nan"), 0)  # silence has no loudness to follow
-    for lag in lags:
-        a, b = (mouth[lag:], level[:len(level) - lag]) if lag >= 0 else (mouth[:lag], level[-lag:])
-        ok = np.isfinite(a) & np.isfinite(b)
-        if ok.sum() > 10 and a[ok].std() > 0 and b[ok].std() > 0:
-            corr = float(np.corrcoef(a[ok], b[ok])[0, 1])
-            best = (corr, lag) if not corr <= best[0] else best
-    return best
-
-
 def measure_lips(head, clip, torso, audio_cfg, speech: np.ndarray, train, device: torch.device) -> list[dict]:
     """Rows of mouth motion: rendered from ``speech``, rendered from silence, and the real training clip."""
     from radnerf.audio import extract_features
     from radnerf.audio.extract import load_input
+    from radnerf.eval.lipsync import audio_openness, mouth_audio_sync, mouth_opening
     from radnerf.preprocess.landmark_backends import make_backend
     from radnerf.talk.render import render_frames, video_controls
 
     detector = make_backend("dlib")
+
+    def row(name: str, frames: list, audio: np.ndarray) -> dict:
+        mouth = mouth_opening(np.stack(frames), detector)
+        score = mouth_audio_sync(mouth, audio_openness(audio, len(frames)))
+        return {"video": name, "frames": len(frames), "found": int(np.isfinite(mouth).sum()),
+                "mean": np.nanmean(mouth), "std": np.nanstd(mouth), "corr": score["corr_at_0"]}
+
     rows = []
     for name, audio in (("rendered from speech of another speaker (still pose)", speech),
                         ("rendered from silence (still pose)", np.zeros_like(speech))):
@@ -181,19 +157,13 @@ def measure_lips(head, clip, torso, audio_cfg, speech: np.ndarray, train, device
         # A still head with open eyes: only the audio can move the mouth (with the clip's poses, a head that
         # learnt little from audio replays the expressions it saw at each pose).
         controls = video_controls(clip, len(features), pose="still", eyes="open", model=head.settings["model"])
-        frames = list(render_frames(head, clip, features, device, torso, controls))
-        mouth = mouth_opening(frames, detector)
-        corr, lag = follow(mouth, loudness(audio, len(frames)))
-        rows.append({"video": name, "frames": len(frames), "found": int(np.isfinite(mouth).sum()),
-                     "mean": np.nanmean(mouth), "std": np.nanstd(mouth), "corr": corr, "lag": lag})
-    real = [train.image(i) for i in range(len(train))]
+        rows.append(row(name, list(render_frames(head, clip, features, device, torso, controls)), audio))
+    # The real clip, frames in time order with the stretch of its audio they span.
+    order = np.argsort(train.img_ids)
     own = load_input(train.paths.audio_wav)
-    mouth = mouth_opening(real, detector)
-    level = loudness(own, int(train.img_ids.max()) + 1)[train.img_ids]
-    corr, lag = follow(mouth, level)
-    rows.append({"video": "the training clip (real frames, own audio)", "frames": len(real),
-                 "found": int(np.isfinite(mouth).sum()), "mean": np.nanmean(mouth), "std": np.nanstd(mouth),
-                 "corr": corr, "lag": lag})
+    first = int(train.img_ids[order[0]]) * 640
+    rows.append(row("the training clip (real frames, own audio)", [train.image(int(i)) for i in order],
+                    own[first: first + len(order) * 640]))
     return rows
 
 
@@ -276,11 +246,11 @@ def main() -> None:
         rows = measure_lips(head, clip, torso, cfg.audio_features, part, train, device)
         print(f"\n### Lips and the audio ({args.speech.name}, {len(part) / 16000:.1f} s; mouth opening = inner "
               "lip gap / eye distance)\n")
-        print("| video | frames (face found) | mouth opening mean | std | corr. with loudness (lag, frames) |")
+        print("| video | frames (face found) | mouth opening mean | std | mouth-audio corr. at offset 0 |")
         print("|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['video']} | {r['frames']} ({r['found']}) | {r['mean']:.3f} | {r['std']:.3f} | "
-                  f"{r['corr']:+.2f} ({r['lag']:+d}) |")
+                  f"{r['corr']:+.2f} |")
 
 
 if __name__ == "__main__":

@@ -81,12 +81,6 @@ class Evaluation:
     """``[K]`` the own audio's openness signal."""
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
-    def value(self, name: str, variant: str, split: str = "val") -> float | None:
-        for m in self.metrics:
-            if (m.name, m.variant, m.split) == (name, variant, split):
-                return m.value
-        return None
-
 
 def landmark_backend(name: str, weights_dir: str | None, device: str = "cpu"):
     """``(backend, its name)``: ``auto`` is FAN when its weights are present (what the papers use), else dlib."""
@@ -131,13 +125,11 @@ def evaluate_person(cfg: RadNerfConfig, paths: PersonPaths, device: torch.device
     """Render and measure (see the module's docstring); the work of :func:`evaluate`."""
     from radnerf.audio import extract_features, load_input
     from radnerf.talk.render import person_source, render_frames, video_controls
-    from radnerf.train.head import load_head, person_splits
-    from radnerf.train.torso import load_torso
+    from radnerf.train.head import load_head
 
     source = person_source(cfg)
-    head = load_head(source.head_file, device, cfg.render)
-    torso = load_torso(source.torso_file, device, cfg.render) if source.torso_file is not None else None
-    sets = person_splits(paths, cfg, head.data["audio_features"])
+    head, torso = source.load(device, cfg.render)
+    sets = source.splits
     frames, ids = clip_order(sets)
     val_ids = set(int(v) for v in sets[1].img_ids)
     ev = Evaluation()

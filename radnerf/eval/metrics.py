@@ -8,23 +8,13 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
+from radnerf.train.losses import psnr_images as psnr  # noqa: F401  (the one PSNR; training reports it too)
+
 MOUTH = slice(48, 68)
 """The iBUG-68 mouth points (outer lip 48-59, inner lip 60-67)."""
-
-
-def psnr(pred: np.ndarray, target: np.ndarray) -> float:
-    """PSNR in dB of two images of one shape: uint8 read as ``[0, 255]``, floats as ``[0, 1]`` (inf when equal)."""
-    a, b = (np.asarray(x) for x in (pred, target))
-    if a.shape != b.shape:
-        raise ValueError(f"images differ in shape: {a.shape} and {b.shape}")
-    a, b = (x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64) for x in (a, b))
-    mse = float(np.mean((a - b) ** 2))
-    return math.inf if mse <= 0 else -10.0 * math.log10(mse)
 
 
 def crop(image: np.ndarray, rect) -> np.ndarray:

@@ -61,7 +61,8 @@ def package(cfg: RadNerfConfig) -> StageResult:
     """
     from radnerf.audio.stage import feature_settings
     from radnerf.formats.manifests import read_manifest
-    from radnerf.train.head import load_head, person_splits
+    from radnerf.train.checkpoint import load_checkpoint
+    from radnerf.train.head import person_splits
     from radnerf.train.lips import final_head
 
     paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
@@ -81,8 +82,8 @@ def package(cfg: RadNerfConfig) -> StageResult:
                      upstream=upstream, shown=(zip_name, folder_name))
 
     def work(w) -> dict:
-        head = load_head(head_file)
-        feature = head.data["audio_features"]
+        head = load_checkpoint(head_file, kind="head")  # its header is what the package records, not a model
+        feature = head["settings"]["audio_features"]
         audio_manifest = read_manifest(paths.manifest(f"audio_{feature}")) or {}
         # The settings the person's features were extracted with: any audio rendered later must get the same.
         audio = audio_manifest.get("settings") or feature_settings(cfg.audio_features)
@@ -105,9 +106,9 @@ def package(cfg: RadNerfConfig) -> StageResult:
             "intrinsics": [float(v) for v in clip.intrinsics],
             "fps": int(cfg.render.fps),
             "frames": len(clip),
-            "audio_features": {"name": feature, "channels": int(head.data["audio_channels"]), "settings": audio},
+            "audio_features": {"name": feature, "channels": int(head["audio_channels"]), "settings": audio},
             "head_from": paths.rel(head_file),
-            "metrics": {"head": head.data.get("metrics", {})},
+            "metrics": {"head": head.get("metrics", {})},
             "files": {role: {"name": name, "sha256": sha256_file(folder / name)} for role, name in FILES.items()},
         }
         (folder / INFO).write_text(json.dumps(info, indent=2) + "\n")

@@ -20,10 +20,12 @@ tracks and audio feature settings, with none of the person's artifacts present. 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +33,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from radnerf.config import RadNerfConfig, to_container
+from radnerf.config import RadNerfConfig, RenderConfig, to_container
+from radnerf.data import PersonDataset
 from radnerf.devices import resolve_device
 from radnerf.errors import ConfigError, InputError
 from radnerf.formats.manifests import read_manifest
@@ -97,6 +100,25 @@ class Source:
     own_audio: Path | None = None
     """The person's own audio and ``[N, 16, C]`` its features (rendered when no ``audio=`` is given)."""
     own_features: np.ndarray | None = None
+    splits: tuple[PersonDataset, PersonDataset] | None = None
+    """The person's ``(train, val)`` splits the clip was built from (None for a package)."""
+
+    def load(self, device: torch.device, render: RenderConfig | None = None) -> tuple[TrainedHead, TrainedTorso | None]:
+        """The head and (when there is one) the torso, ready to render on ``device``."""
+        head = load_head(self.head_file, device, render)
+        return head, load_torso(self.torso_file, device, render) if self.torso_file is not None else None
+
+
+@contextlib.contextmanager
+def open_source(cfg: RadNerfConfig) -> Iterator[Source]:
+    """The :class:`Source` ``cfg`` names: the model package ``model=`` (open while in use), else ``person=``."""
+    if cfg.package is not None:
+        from radnerf.talk.package import open_package
+
+        with open_package(cfg.package) as pkg:
+            yield package_source(cfg, pkg)
+    else:
+        yield person_source(cfg)
 
 
 def render(cfg: RadNerfConfig) -> RenderResult:
@@ -112,12 +134,8 @@ def render(cfg: RadNerfConfig) -> RenderResult:
     """
     started = time.perf_counter()
     device = torch.device(resolve_device(cfg.train.device, "train.device"))
-    if cfg.package is not None:
-        from radnerf.talk.package import open_package
-
-        with open_package(cfg.package) as pkg:
-            return _render(cfg, package_source(cfg, pkg), device, started)
-    return _render(cfg, person_source(cfg), device, started)
+    with open_source(cfg) as source:
+        return _render(cfg, source, device, started)
 
 
 def person_source(cfg: RadNerfConfig) -> Source:
@@ -152,7 +170,7 @@ def person_source(cfg: RadNerfConfig) -> Source:
     sets = person_splits(paths, cfg, trained)
     return Source(name=paths.root.name, head_file=head_file, torso_file=torso_file if use_torso else None,
                   clip=Clip.from_splits(sets), audio_features=cfg.audio_features, renders=paths.renders,
-                  own_audio=paths.audio_wav, own_features=np.asarray(sets[0].audio, dtype=np.float32))
+                  own_audio=paths.audio_wav, own_features=np.asarray(sets[0].audio, dtype=np.float32), splits=sets)
 
 
 def package_source(cfg: RadNerfConfig, pkg: ModelPackage) -> Source:
@@ -178,7 +196,7 @@ def _render(cfg: RadNerfConfig, source: Source, device: torch.device, started: f
     from radnerf.audio import extract_features
     from radnerf.audio.stage import feature_settings
 
-    head = load_head(source.head_file, device, cfg.render)
+    head = load_head(source.head_file, device, cfg.render)  # the torso only once the video is known to be due
     if cfg.audio is None and source.own_audio is None:
         raise InputError("a model package carries no audio of its own: say what it should speak",
                          hint="radnerf render model=PACKAGE audio=speech.wav (any file ffmpeg reads)")
@@ -281,7 +299,6 @@ class FrameRenderer:
         self.head, self.clip, self.device, self.torso = head, clip, device, torso
         self.controls = controls
         self.smooth_audio = smooth_audio
-        self.own_background = controls is None or controls.background is clip.background
         self._previous: torch.Tensor | None = None
         self._next = 0
         background = clip.background if controls is None else controls.background

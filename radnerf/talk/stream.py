@@ -264,29 +264,21 @@ def stream(cfg: RadNerfConfig) -> StreamResult:
     """``radnerf stream person=NAME|model=PACKAGE audio=FILE|mic``: render while the audio arrives, at its
     pace (``render.realtime``); writes the frames with that audio to an MP4 and prints latency and FPS."""
     from radnerf.devices import resolve_device
-    from radnerf.talk.render import package_source, person_source
+    from radnerf.talk.render import open_source
 
     if cfg.audio is None:
         raise InputError("radnerf stream needs audio=FILE (read at its own pace) or audio=mic",
                          hint="radnerf stream person=alice audio=speech.wav")
     device = torch.device(resolve_device(cfg.train.device, "train.device"))
-    if cfg.package is not None:
-        from radnerf.talk.package import open_package
-
-        with open_package(cfg.package) as pkg:
-            return _stream(cfg, package_source(cfg, pkg), device)
-    return _stream(cfg, person_source(cfg), device)
+    with open_source(cfg) as source:
+        return _stream(cfg, source, device)
 
 
 def _stream(cfg: RadNerfConfig, source: Source, device: torch.device) -> StreamResult:
     from radnerf.media.decode import write_wav
     from radnerf.media.encode import VideoWriter
     from radnerf.media.ffmpeg import run_ffmpeg
-    from radnerf.train.head import load_head
-    from radnerf.train.torso import load_torso
-
-    head = load_head(source.head_file, device, cfg.render)
-    torso = load_torso(source.torso_file, device, cfg.render) if source.torso_file is not None else None
+    head, torso = source.load(device, cfg.render)
     talking = TalkingStream(head, source.clip, source.audio_features, device, torso, cfg.pose, cfg.eyes, cfg.bg,
                             cfg.render.fps, cfg.render.smooth_audio)
     chunk_ms = cfg.render.stream_chunk_ms
