@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 import queue
 import tempfile
 import time
@@ -303,8 +304,14 @@ def _stream(cfg: RadNerfConfig, source: Source, device: torch.device) -> StreamR
         wav = Path(tmp) / "audio.wav"
         write_wav(wav, audio, SAMPLE_RATE)
         out.parent.mkdir(parents=True, exist_ok=True)
-        run_ffmpeg(["-y", "-i", str(silent), "-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
-                    "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", str(out)],
-                   what=f"muxing the streamed frames and audio into {out}")
+        # Renamed into place whole (same folder, so atomic): a failed mux leaves no half video at out.
+        muxed = out.with_name(f".{out.stem}.{os.getpid()}.mp4")
+        try:
+            run_ffmpeg(["-y", "-i", str(silent), "-i", str(wav), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy",
+                        "-c:a", "aac", "-b:a", "128k", "-movflags", "+faststart", str(muxed)],
+                       what=f"muxing the streamed frames and audio into {out}")
+            os.replace(muxed, out)
+        finally:
+            muxed.unlink(missing_ok=True)
     return StreamResult(out, len(latencies), len(audio) / SAMPLE_RATE, seconds, (best, worst), latencies,
                         cfg.render.fps)
