@@ -115,7 +115,8 @@ def test_deployment_run_on_local_server_and_worker(tmp_path, talking_clip):
                                   env=env, cwd=REPO, stdout=open(tmp_path / "worker.log", "w"),
                                   stderr=subprocess.STDOUT, start_new_session=True)
         state = None
-        deadline = time.time() + 300
+        # The flow now trains a baseline and evaluates too: ~2.5 min alone on 2 cores, twice that beside other work.
+        deadline = time.time() + 600
         while time.time() < deadline:
             with urllib.request.urlopen(f"{api}/flow_runs/{run_id}", timeout=10) as r:
                 state = json.load(r)["state"]["type"]
