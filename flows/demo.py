@@ -6,7 +6,7 @@ import logging
 import re
 from pathlib import Path
 
-from radnerf.config import RadNerfConfig, load_config
+from radnerf.config import load_config
 
 log = logging.getLogger("flows.demo")
 
@@ -18,8 +18,8 @@ def person_from_filename(video: str) -> str:
 
 
 def demo(overrides: list[str]) -> PersonRun:  # noqa: F821
-    """Build the sample clip if no video is given, run the person flow on it, then render the person
-    saying a sentence it never heard (``demo.unheard_text``, eSpeak NG) to ``renders/unheard.mp4``.
+    """Build the sample clip if no video is given and run the person flow on it, which ends with the person
+    saying a sentence it never heard (``render.preview_text``, eSpeak NG) in ``preview/preview.mp4``.
 
     The sample is written once to ``<paths.data>/demo.mp4`` and reused, so a
     second demo finds every finished stage (and the video) up to date. The config
@@ -39,28 +39,4 @@ def demo(overrides: list[str]) -> PersonRun:  # noqa: F821
             make_sample(tmp, cfg.demo)
             tmp.replace(sample)
         video = str(sample)
-    run = PersonRun.from_dict(person(person=name, video=video, preset=None, overrides=list(overrides)))
-    run.video = str(speak_unheard(load_config([*overrides, f"person={name}"])))
-    return run
-
-
-def speak_unheard(cfg: RadNerfConfig) -> Path:
-    """The trained person saying ``demo.unheard_text``: ``renders/unheard.mp4`` (its speech beside it as WAV),
-    rendered from the person's model package (what a user ships), not from the training artifacts."""
-    from radnerf.demo.tts import synthesize
-    from radnerf.media import write_wav
-    from radnerf.paths import PersonPaths
-    from radnerf.talk import render
-
-    paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
-    speech = paths.renders / "unheard.wav"
-    samples, rate = synthesize(cfg.demo.unheard_text)
-    speech.parent.mkdir(parents=True, exist_ok=True)
-    write_wav(speech, samples, rate)  # the same bytes every time: the render's fingerprint holds
-    cfg.audio = str(speech)
-    cfg.package = str(paths.package_archive)
-    cfg.out = str(paths.renders / "unheard.mp4")
-    result = render(cfg)
-    log.info("%s", result.summary())
-    return result.video
-
+    return PersonRun.from_dict(person(person=name, video=video, preset=None, overrides=list(overrides)))

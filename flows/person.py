@@ -30,7 +30,7 @@ import flows  # noqa: F401  (the package sets Prefect defaults; imported as flow
 from radnerf import pipeline
 from radnerf.config import RadNerfConfig, config_from_dict, load_config, to_container
 from radnerf.errors import RadNerfError
-from radnerf.experiments.runs import pipeline_run
+from radnerf.experiments.runs import evaluation_metrics, pipeline_run
 from radnerf.paths import PersonPaths
 from radnerf.stage_io import StageResult, progress_to
 
@@ -81,7 +81,7 @@ def send_logs_to_runs() -> None:
 send_logs_to_runs()
 
 # Hydra's composition state is process-global; flows may run in threads.
-_compose_lock = threading.Lock()
+compose_lock = threading.Lock()
 
 
 def compose(person: str, video: str | None, audio: str | None, preset: str | None,
@@ -94,7 +94,7 @@ def compose(person: str, video: str | None, audio: str | None, preset: str | Non
         extra.append(f"audio={audio}")
     if preset:
         extra.append(f"preset={preset}")
-    with _compose_lock:
+    with compose_lock:
         return load_config([*overrides, *extra])
 
 
@@ -150,22 +150,32 @@ class PrefectProgress:
             log.warning("progress of %s is not shown in the UI (%s); the stage goes on", self.key, e)
 
 
-def transient_io_error(task, task_run, state) -> bool:
-    """Retry a stage only after an I/O hiccup (a busy disk, a network mount), never after a
-    :class:`RadNerfError`: bad input or a missing weight file fails the same way every time."""
+RESUMABLE = frozenset({*pipeline.TRAINING, "train-baseline"})
+"""Stages that continue from their newest checkpoint: a retry costs only the steps since it."""
+
+
+def worth_retrying(task, task_run, state) -> bool:
+    """Retry a stage after an I/O hiccup (a busy disk, a network mount), and a training stage after any
+    failure of the machine or the library (out of memory, a driver error), since it resumes from its newest
+    checkpoint. Never after a :class:`RadNerfError` (bad input, a missing weight file, a diverged loss):
+    those fail the same way every time and say what to change. A process that is killed outright (the OOM
+    killer, a preempted node) leaves a crashed flow run: run it again (the UI's Retry, or the same deployment
+    run) and the finished stages are skipped while training resumes from its checkpoint."""
     try:
         state.result()
     except RadNerfError:
         return False
     except OSError:
         return True
+    except Exception:
+        return (task_run.name or "") in RESUMABLE
     except BaseException:
         return False
     return False
 
 
 @task(name="stage", task_run_name="{name}", retries=2, retry_delay_seconds=5,
-      retry_condition_fn=transient_io_error)
+      retry_condition_fn=worth_retrying)
 def run_stage(name: str, config: dict) -> StageResult:
     """Run one pipeline stage on the config (a plain dict, as Prefect parameters are).
 
@@ -209,12 +219,16 @@ class PersonRun:
     not_built: list[str] = field(default_factory=list)
     video: str | None = None
     """A video the run ended with (the demo's talking portrait)."""
+    registry: Any = None
+    """What registering the model package decided (:class:`radnerf.experiments.registry.Decision`), if it ran."""
 
     def summary(self) -> str:
         lines = [f"person {self.person}:"]
         lines += [pipeline.report_line(name, result) for name, result in self.stages.items()]
         if self.not_built:
             lines.append(f"  not built yet: {', '.join(self.not_built)}")
+        if self.registry is not None:
+            lines.append(f"  {self.registry.summary()}")
         if self.video:
             lines.append(f"  video: {self.video}")
         return "\n".join(lines)
@@ -222,29 +236,68 @@ class PersonRun:
     def to_dict(self) -> dict:
         """Plain JSON values: what the flow returns (a deployment run's result may be stored as JSON)."""
         return {"person": self.person, "stages": {n: stage_record(r) for n, r in self.stages.items()},
-                "not_built": list(self.not_built), "video": self.video}
+                "not_built": list(self.not_built), "video": self.video,
+                "registry": self.registry.to_dict() if self.registry is not None else None}
 
     @classmethod
     def from_dict(cls, data: dict) -> PersonRun:
+        from radnerf.experiments.registry import Decision
+
+        registry = data.get("registry")
         return cls(data["person"], {n: stage_result(r) for n, r in data["stages"].items()}, list(data["not_built"]),
-                   data.get("video"))
+                   data.get("video"), Decision(**registry) if registry else None)
 
 
-def run_pipeline(cfg: RadNerfConfig) -> PersonRun:
-    """Run every built stage for ``cfg.person`` in order, each as a task, recorded in MLflow."""
+def run_pipeline(cfg: RadNerfConfig, stages: list[str] | None = None, run_name: str | None = None,
+                 tags: dict[str, str] | None = None) -> PersonRun:
+    """Run the stages of ``cfg.person`` in order, each as a task, recorded in one MLflow run tree, then
+    register the model package when this run built one and evaluated it.
+
+    Args:
+        stages: stage names (default: every built stage; ingestion only with ``cfg.video``).
+        run_name: the MLflow parent run's name (default ``person/<person>``).
+        tags: more tags of the parent run (an ablation sweep's name and variant).
+    """
     config = to_container(cfg)
     paths = PersonPaths.for_person(cfg.paths.artifacts, cfg.person)
     run = PersonRun(person=cfg.person or "?", not_built=list(pipeline.PLANNED))
-    with pipeline_run(cfg, name=f"person/{cfg.person}") as mlrun:
-        for name in pipeline.stages_to_run(cfg):
+    with pipeline_run(cfg, name=run_name or f"person/{cfg.person}", tags=tags) as mlrun:
+        for name in pipeline.stages_to_run(cfg, stages):
             result = run_stage(name, config, return_state=True).result()
             run.stages[name] = result
             if mlrun is not None:
+                part = TRAINED_PART.get(name)
                 mlrun.log_stage(name, result, artifacts=[result.manifest, *stage_images(paths, result)],
-                                model=paths.package_archive if name == "package" else None)
+                                model=paths.package_archive if name == "package" else None,
+                                curve=paths.train_log(part) if part else None)
+        if mlrun is not None and cfg.registry.enabled and {"package", "evaluate"} <= set(run.stages):
+            decision = register_model(mlrun.uri, str(paths.package_archive), run.person,
+                                      evaluation_metrics(run.stages["evaluate"].metrics), config,
+                                      model_uri=mlrun.model.model_uri if mlrun.model is not None else None,
+                                      run_id=mlrun.stage_runs.get("package"))
+            run.registry = decision
+            mlrun.client.set_tag(mlrun.run_id, "radnerf.registry", decision.summary())
+            mlrun.client.log_dict(mlrun.run_id, decision.to_dict(), "registry.json")
+    if "preview" in run.stages:
+        run.video = str(paths.preview_video)
     publish_summary(cfg, run)
     log.info("%s", run.summary())
     return run
+
+
+TRAINED_PART = {"train-head": "head", "finetune-lips": "lips", "train-torso": "torso", "train-baseline": "baseline"}
+"""Training stages -> the folder of their model (its ``log.csv`` is the training curve)."""
+
+
+@task(name="register", retries=2, retry_delay_seconds=5, retry_condition_fn=worth_retrying)
+def register_model(uri: str, archive: str, person: str, metrics: dict, config: dict, model_uri: str | None = None,
+                   run_id: str | None = None):
+    """Register the model package as a new version (unless it is one already); move the ``champion`` alias to
+    it only when it beats the current one on ``registry.compare_on`` (:mod:`radnerf.experiments.registry`)."""
+    from radnerf.experiments.registry import register
+
+    return register(uri, archive, person, metrics, config_from_dict(config).registry, model_uri=model_uri,
+                    run_id=run_id)
 
 
 def stage_images(paths: PersonPaths, result: StageResult, val_renders: int = 4) -> list[Path]:
@@ -253,10 +306,11 @@ def stage_images(paths: PersonPaths, result: StageResult, val_renders: int = 4) 
     render), spread over the val frames; for the evaluation, its report."""
     images = sorted(paths.overlays.glob(f"{result.stage}_*.jpg"))
     if result.stage == "evaluate":  # the report: the page, its plots, the side-by-side video, every number
-        return images + [paths.eval / n for n in ("report.html", "report.md", "metrics.json", "mouth.png",
-                                                  "psnr.png", "side_by_side.mp4")]
-    part = {"train-head": "head", "finetune-lips": "lips", "train-torso": "torso",
-            "train-baseline": "baseline"}.get(result.stage)
+        return images + [paths.eval / n for n in ("report.html", "report.md", "metrics.json", "records.json",
+                                                  "psnr_frames.csv", "mouth.png", "psnr.png", "side_by_side.mp4")]
+    if result.stage == "preview":
+        return images + [paths.preview_video]
+    part = TRAINED_PART.get(result.stage)
     if part is not None:
         renders = sorted(paths.val_renders(part).glob("*.png"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0)
         step = max(1, len(renders) // val_renders)
@@ -275,6 +329,9 @@ def publish_summary(cfg: RadNerfConfig, run: PersonRun) -> None:
         row.update({k: round(v, 4) for k, v in result.metrics.items() if k in SUMMARY_METRICS})
         rows.append(row)
     rows += [{"stage": name, "state": "not built yet"} for name in run.not_built]
+    if run.registry is not None:
+        rows.append({"stage": "register", "state": f"@{run.registry.alias}" if run.registry.moved else "registered",
+                     "version": run.registry.version, "decision": run.registry.reason})
     create_table_artifact(key=key, table=rows, description=f"radnerf pipeline of {run.person}")
     paths = PersonPaths.for_person(cfg.paths.artifacts, run.person)
     images = sorted(paths.overlays.glob("*.jpg")) + sorted(paths.track.glob("*.png"))
@@ -294,7 +351,7 @@ SUMMARY_METRICS = {
 
 @flow(name="person", log_prints=True)
 def person(person: str, video: str | None = None, audio: str | None = None,
-           preset: str | None = "cpu_tiny", overrides: list[str] | None = None) -> dict:
+           preset: str | None = "cpu_tiny", overrides: list[str] | None = None, train_on: str | None = None) -> dict:
     """One person's pipeline from a video: what a deployment run per new person calls.
 
     Args:
@@ -303,9 +360,20 @@ def person(person: str, video: str | None = None, audio: str | None = None,
         audio: separate audio file for a video without sound.
         preset: config preset (cpu_tiny, paper), None for the defaults.
         overrides: further Hydra overrides, e.g. ["ingest.size=512"].
+        train_on: a deployment (``train/gpu`` in prefect.yaml) whose work pool runs every stage after
+            preprocessing (training, evaluation, the preview); None runs them here. Its workers must see the
+            person's folder at the same path (``paths.artifacts`` on a shared mount).
 
     Returns:
-        :meth:`PersonRun.to_dict`: ``{"person", "stages": {name: stage record}, "not_built", "video"}``.
+        :meth:`PersonRun.to_dict`: ``{"person", "stages": {name: stage record}, "not_built", "video", "registry"}``.
     """
     cfg = compose(person, video, audio, preset, list(overrides or []))
-    return run_pipeline(cfg).to_dict()
+    if not train_on:
+        return run_pipeline(cfg).to_dict()
+    from flows.train import train_on_pool
+
+    here = run_pipeline(cfg, stages=list(pipeline.PREPROCESS))
+    there = PersonRun.from_dict(train_on_pool(person, preset, list(overrides or []), deployment=train_on))
+    here.stages.update(there.stages)
+    here.video, here.registry = there.video, there.registry
+    return here.to_dict()

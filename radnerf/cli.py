@@ -56,6 +56,13 @@ def _commands() -> dict:
         "radnerf demo preset=cpu_tiny",
         takes="overrides",
     )
+    commands["sweep"] = pipeline.Stage(
+        "sweep",
+        "flows.sweep:from_overrides",
+        "an ablation: train and evaluate every combination of the overrides with several values, one table",
+        "radnerf sweep person=alice preset=cpu_tiny model.ambient_dim=1,2,3  (the same as radnerf train -m ...)",
+        takes="overrides",
+    )
     return commands
 
 
@@ -97,6 +104,10 @@ class ProgressBar:
         self.stream.flush()
 
 
+CONFIG_FILE_HELP = ("read the whole config from FILE (as `radnerf config` prints it; the DVC stages read params.yaml) "
+                    "instead of composing conf/; key=value overrides set keys on it")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="radnerf",
@@ -110,9 +121,23 @@ def _build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter)
         sp.add_argument("overrides", nargs="*", metavar="key=value", help="Hydra overrides")
         sp.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+        sp.add_argument("--config", metavar="FILE", help=CONFIG_FILE_HELP)
+        if name == "train":
+            sp.add_argument("-m", "--multirun", action="store_true",
+                            help="Hydra's multirun: overrides with several values (key=a,b, key=range(1,4)) are a "
+                            "grid; each combination is trained and evaluated (radnerf sweep)")
+        if name in ("train", "sweep"):
+            sp.add_argument("--name", dest="sweep_name", metavar="NAME",
+                            help="the sweep's name (default: its swept keys); its folder is <person>/sweeps/NAME")
+            sp.add_argument("--workers", type=int, metavar="N",
+                            help="train at most N variants at once (default: all of them; $RADNERF_TASK_RUNNER=dask "
+                            "runs them on a Dask cluster)")
     cp = sub.add_parser("config", help="print the composed config for the given overrides and exit")
     cp.add_argument("overrides", nargs="*", metavar="key=value")
-    sub.add_parser("dvc-yaml", help="print dvc.yaml generated from the stage list (radnerf dvc-yaml > dvc.yaml)")
+    cp.add_argument("--config", metavar="FILE", help=CONFIG_FILE_HELP)
+    dp = sub.add_parser("dvc-yaml", help="write dvc.yaml (from the stage list) and params.yaml (conf/params.yaml "
+                        "composed) beside conf/")
+    dp.add_argument("--check", action="store_true", help="write nothing; exit 1 when either file is stale")
     wp = sub.add_parser("weights", help="list, fetch, import or verify external model files")
     wsub = wp.add_subparsers(dest="action", metavar="<action>")
     wl = wsub.add_parser("list", help="which models are present, where, and what needs them")
@@ -220,21 +245,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _weights(args)
         if args.command == "dvc-yaml":
             from radnerf import pipeline
-            from radnerf.config import load_config
 
-            print(pipeline.dvc_yaml(load_config([]), pipeline.default_choices()), end="")
-            return 0
+            stale = pipeline.write_dvc_files(check=args.check)
+            for path in stale:
+                print(f"{path} {'is stale' if args.check else 'written'}", file=sys.stderr)
+            if not stale:
+                print("dvc.yaml and params.yaml are up to date", file=sys.stderr)
+            return 1 if args.check and stale else 0
         _check_overrides(args.overrides)
         if args.command in PACKAGE_COMMANDS:
             args.overrides = package_alias(args.overrides)
+        if args.command == "sweep" or getattr(args, "multirun", False):
+            if args.config:
+                raise RadNerfError(f"radnerf {args.command} composes its own config", hint="drop --config")
+            from flows.sweep import from_overrides
+
+            swept = from_overrides(list(args.overrides), name=args.sweep_name, workers=args.workers)
+            print(swept.summary())
+            return swept.exit_code
+        if getattr(args, "sweep_name", None) or getattr(args, "workers", None):
+            raise RadNerfError("--name and --workers are for a sweep", hint="add -m: radnerf train -m key=a,b ...")
+        if args.command == "train":
+            from radnerf.experiments.sweep import split_multirun
+
+            try:
+                grid = split_multirun(args.overrides)[1]
+            except RadNerfError:  # unreadable: composing the config says why
+                grid = []
+            if grid:
+                raise RadNerfError(f"'{grid[0]}' gives several values",
+                                   hint="add -m to train and compare each (radnerf train -m ...); "
+                                   "write key=[a,b] for a list")
         from radnerf import pipeline
         from radnerf.config import load_config
 
         stage = STAGES.get(args.command)
         if stage is not None and stage.takes == "overrides":
+            if args.config:
+                raise RadNerfError(f"radnerf {args.command} composes its own config", hint="drop --config")
             result = pipeline.resolve(stage.target)(list(args.overrides))
         else:
-            cfg = load_config(args.overrides)
+            if args.config:
+                from radnerf.config import load_config_file
+
+                cfg = load_config_file(args.config, args.overrides)
+            else:
+                cfg = load_config(args.overrides)
             if stage is None:  # `radnerf config`
                 from omegaconf import OmegaConf
 

@@ -105,7 +105,14 @@ class PreprocessConfig:
     device: str = "auto"
     """Torch device for the neural backends: 'auto', 'cpu' or 'cuda'."""
     workers: int = 0
-    """Worker processes for per-frame work; 0 uses every core this process may run on."""
+    """Worker processes for per-frame work; 0 uses every core this process may run on. With
+    ``executor=dask``: the chunks of frames a stage is split into (0: one per thread of the cluster)."""
+    executor: str = "local"
+    """Where per-frame work runs: 'local' (worker processes on this machine) or 'dask' (chunks of frames on a
+    Dask cluster: ``dask_address``, else a local cluster started for each stage)."""
+    dask_address: Optional[str] = None
+    """Dask scheduler of ``executor=dask`` (``tcp://host:8786``); null reads ``$DASK_SCHEDULER_ADDRESS``, and
+    without it a ``distributed.LocalCluster`` of ``workers`` processes runs for the stage."""
     max_missing_share: float = 0.1
     """Fail when more than this share of frames has no usable face."""
     max_gap: int = 25
@@ -135,6 +142,7 @@ class PreprocessConfig:
         check_choice("preprocess.landmarks", self.landmarks, ("fan", "dlib", "mediapipe"))
         check_choice("preprocess.parsing", self.parsing, ("bisenet", "offline"))
         check_choice("preprocess.device", self.device, ("auto", "cpu", "cuda"))
+        check_choice("preprocess.executor", self.executor, ("local", "dask"))
 
 
 @dataclass
@@ -490,6 +498,11 @@ class RenderConfig:
     """What is under the head in a rendered video: 'model' (the trained torso, ``radnerf train-torso``),
     'clip' (the torso images of the clip frame whose pose is used, as the head trained on) or 'auto'
     (the model when there is one)."""
+    preview_text: str = (
+        "Now I can say things I never heard before, like this sentence, rendered from the sound alone."
+    )
+    """``radnerf preview``: what the trained person says in its preview video (eSpeak NG speech, offline): words
+    that are not in its training audio."""
 
     def __post_init__(self) -> None:
         # Zero here would divide by zero or loop forever deep in the marcher.
@@ -520,6 +533,30 @@ class MlflowConfig:
 
 
 @dataclass
+class RegistryConfig:
+    """The MLflow model registry: each person's model package as a registered model with a ``champion``."""
+
+    enabled: bool = True
+    """Register the package of a person flow that built one and evaluated it (needs ``mlflow.enabled``)."""
+    name: Optional[str] = None
+    """Registered model name; null: ``radnerf-<person>``."""
+    alias: str = "champion"
+    """The alias that points at the best version so far: what a serving system loads (``models:/NAME@champion``)."""
+    compare_on: list[str] = field(default_factory=lambda: ["psnr:max", "lmd:min"])
+    """Evaluation metrics (``<name>:max`` or ``<name>:min``) a new version must match on all and beat on one
+    to take the alias; the first version takes it when it has them all."""
+
+    def __post_init__(self) -> None:
+        from radnerf.errors import ConfigError
+
+        for item in self.compare_on:
+            name, _, goal = str(item).partition(":")
+            if not name or goal not in ("max", "min"):
+                raise ConfigError(f"registry.compare_on: {item!r} is not <metric>:max or <metric>:min",
+                                  hint="e.g. registry.compare_on=[psnr:max,lmd:min] (the evaluation's metrics: psnr, psnr_lips, lmd ...)")
+
+
+@dataclass
 class DemoConfig:
     """The embedded sample the demo builds when no video is given."""
 
@@ -532,10 +569,6 @@ class DemoConfig:
     """What the generated speaker says (English, espeak-ng)."""
     seed: int = 0
     """Seed of the head motion and blinks."""
-    unheard_text: str = (
-        "Now I can say things I never heard before, like this sentence, rendered from the sound alone."
-    )
-    """What the trained portrait says in the video the demo ends with: words that are not in its training audio."""
 
 
 @dataclass
@@ -577,6 +610,7 @@ class RadNerfConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    registry: RegistryConfig = field(default_factory=RegistryConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
     def __post_init__(self) -> None:
@@ -756,6 +790,47 @@ def load_config(overrides: list[str] | tuple[str, ...] = ()) -> RadNerfConfig:
         obj = OmegaConf.to_object(cfg)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise ConfigError(_explain(e, overrides), hint="`radnerf config` prints every key and its value") from None
+    assert isinstance(obj, RadNerfConfig)
+    return obj
+
+
+def load_config_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RadNerfConfig:
+    """A whole config read from ``path`` (what ``radnerf config`` prints, e.g. DVC's ``params.yaml``), then
+    ``overrides`` set on it: ``radnerf <stage> --config FILE key=value ...``.
+
+    The file was composed already, so a config group choice (``preset=paper``, ``model=...``) cannot apply
+    to it; overrides set keys only (``person=alice``).
+
+    Raises:
+        ConfigError: the file is missing or holds an unknown key or a value of the wrong type; an override
+            picks a config group, adds or deletes a key, or is unparsable.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from radnerf.errors import ConfigError
+
+    path, overrides = Path(path), list(overrides)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist",
+                          hint="`radnerf config [key=value ...] > FILE` writes one; `radnerf dvc-yaml` writes params.yaml")
+    groups = {p.name for p in conf_dir().iterdir() if p.is_dir()}
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(RadNerfConfig), OmegaConf.load(path))
+        for ov in OverridesParser.create().parse_overrides(overrides):
+            key = ov.key_or_group
+            if key in groups or ov.is_add() or ov.is_delete() or ov.is_sweep_override():
+                raise ConfigError(
+                    f"override {ov.input_line!r} needs composition, but {path} is a composed config",
+                    hint="set keys only (key=value); pick groups when composing it (DVC: `dvc exp run -S preset=...`)",
+                )
+            OmegaConf.update(cfg, key, ov.value(), merge=False)
+        obj = OmegaConf.to_object(cfg)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise ConfigError(f"{path}: {_explain(e, overrides)}",
+                          hint="`radnerf config` prints every key and its value") from None
     assert isinstance(obj, RadNerfConfig)
     return obj
 

@@ -26,6 +26,18 @@ class RadNerfError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
 
+    def __reduce__(self):
+        # Pickling keeps the hint (and a subclass's own fields): an error raised in a worker process or on a
+        # Dask worker reaches the user whole. Exception's default would call __init__(message) alone.
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> RadNerfError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigError(RadNerfError):
     """A config value or override that cannot be used."""

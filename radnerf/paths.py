@@ -21,9 +21,10 @@ and ours can be read by their tools::
       lips/                     the head after lip fine-tuning: checkpoints/, lips.pt (what rendering prefers)
       torso/                    torso model: checkpoints/step_<n>.pt, torso.pt
       baseline/                 the no-audio head (model.audio=false) evaluation sets beside the head
-      eval/                     metrics.json, report (side-by-side video, plots, summary)
+      eval/                     metrics.json, records.json, psnr_frames.csv, report (video, plots, summary)
       renders/<name>.mp4        videos rendered from any audio
       package/, P.radnerf.zip   the model package: renders with no training data (radnerf.talk.package)
+      preview/preview.mp4       the person saying a sentence it never heard, from the package (radnerf.talk.preview)
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ class PersonPaths:
 
     @property
     def metrics(self) -> Path:
-        """``eval/metrics.json``: every metric with its unit, split, backend and checkpoint hash."""
+        """``eval/metrics.json``: the numbers as ``{split: {variant: {metric: value}}}`` (DVC's metrics); every
+        metric with its unit and backend, or why it is unavailable, is in ``eval/records.json``."""
         return self.eval / "metrics.json"
 
     @property
@@ -235,6 +237,15 @@ class PersonPaths:
     def package_archive(self) -> Path:
         """``<person>.radnerf.zip``: the model package as one file."""
         return self.root / f"{self.root.name}.radnerf.zip"
+
+    @property
+    def preview(self) -> Path:
+        """``preview/``: the person saying a sentence it never heard (``preview.mp4``, its speech ``preview.wav``)."""
+        return self.root / "preview"
+
+    @property
+    def preview_video(self) -> Path:
+        return self.preview / "preview.mp4"
 
     # -- bookkeeping ----------------------------------------------------------
     @property

@@ -23,6 +23,34 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Plot:
+    """A CSV file a stage writes that DVC draws: one chart per person, experiments overlaid by ``dvc plots diff``."""
+
+    path: str
+    """Relative to the person's folder."""
+    x: str
+    """Column on the x axis."""
+    y: str
+    """Column on the y axis."""
+    title: str
+    x_label: str
+    y_label: str
+    template: str | None = None
+    """A DVC plot template (``.dvc/plots/<name>.json``); None: DVC's line chart."""
+
+    def props(self) -> dict:
+        """Its entry in a ``dvc.yaml`` stage's ``plots:``."""
+        out = {"x": self.x, "y": self.y, "title": self.title, "x_label": self.x_label, "y_label": self.y_label}
+        return out | ({"template": self.template} if self.template else {})
+
+
+def training_curve(folder: str, what: str) -> Plot:
+    """The training PSNR over the steps of a model's ``log.csv``."""
+    return Plot(f"{folder}/log.csv", "step", "psnr", f"${{key}}: {what}, PSNR of the training rays", "step",
+                "PSNR (dB)")
+
+
+@dataclass(frozen=True)
 class Stage:
     """A pipeline stage: a plain function ``fn(cfg) -> StageResult`` and how the CLI and DVC present it."""
 
@@ -35,14 +63,19 @@ class Stage:
     takes: str = "config"
     """'config': ``fn(cfg)``; 'overrides': an entry point that composes the config itself (``radnerf demo``)."""
     reads: tuple[str, ...] = ()
-    """What it consumes, relative to the person's folder (``${item.video}``: the person's video in params.yaml)."""
+    """What it consumes, relative to the person's folder (``${item.video}``: the person's video in persons.yaml)."""
     writes: tuple[str, ...] = ()
-    """Outputs DVC caches, relative to the person's folder."""
+    """Outputs DVC caches, relative to the person's folder (its metrics and plots are listed apart)."""
+    metrics: tuple[str, ...] = ()
+    """JSON files of numbers it writes (relative to the person's folder): ``dvc metrics show`` / ``dvc exp show``."""
+    plots: tuple[Plot, ...] = ()
+    """CSV files it writes that ``dvc plots show`` draws."""
     manifest_out: bool = False
     """List ``manifests/<name>.json`` as an uncached, persistent DVC output: for stages whose files
     share a folder with another stage's (``ori_imgs/``), which their manifest stands for."""
     groups: tuple[str, ...] = ()
-    """Config groups whose settings change its outputs (their selected YAML are DVC params)."""
+    """Sections of the config (top-level keys of the composed ``params.yaml``) whose settings change its
+    outputs: its DVC params, so ``dvc params diff`` names what an experiment changed."""
     code: tuple[str, ...] = ()
     """Its own code (files or folders); the code every stage shares is :data:`SHARED_CODE`."""
 
@@ -60,6 +93,11 @@ TRAIN_CODE = ("radnerf/data", "radnerf/models", "radnerf/train", "radnerf/render
 PERSON_DATA = ("transforms_train.json", "transforms_val.json", "gt_imgs", "torso_imgs", "bc.jpg", "regions.csv",
                "{audio_features}")
 """What the training stages read of a person's preprocessed files (:class:`radnerf.data.PersonDataset`)."""
+
+
+EVAL_REPORT = ("records.json", "report.html", "report.md", "mouth.png", "psnr.png", "side_by_side.mp4", "val")
+"""What ``radnerf evaluate`` writes in ``eval/`` beside its DVC metrics and plots (the same as
+:data:`radnerf.eval.evaluate.OUTPUTS`, which a test checks; this module stays cheap to import)."""
 
 
 def resolve(target: str) -> Callable:
@@ -116,25 +154,26 @@ STAGES: list[Stage] = [
           "train the talking head (decomposed audio-spatial NeRF); resumes from its newest checkpoint",
           "radnerf train-head person=alice [preset=cpu_tiny] [model.audio=false]",
           reads=PERSON_DATA,
-          writes=("head/head.pt", "head/val", "head/log.csv"), groups=("model", "train", "render"),
-          code=TRAIN_CODE),
+          writes=("head/head.pt", "head/val"), plots=(training_curve("head", "head"),),
+          groups=("model", "train", "render", "seed"), code=TRAIN_CODE),
     Stage("finetune-lips", "radnerf.train.lips:finetune_lips",
           "fine-tune the head on lip patches (MSE + LPIPS); rendering prefers the result",
           "radnerf finetune-lips person=alice [train.lips_loss=mse]",
           reads=("head/head.pt", *PERSON_DATA),
-          writes=("lips/lips.pt", "lips/val", "lips/log.csv"), groups=("model", "train", "render"),
-          code=TRAIN_CODE),
+          writes=("lips/lips.pt", "lips/val"), plots=(training_curve("lips", "lip fine-tuning"),),
+          groups=("model", "train", "render", "seed"), code=TRAIN_CODE),
     Stage("train-torso", "radnerf.train.torso:train_torso",
           "train the pseudo-3D deformable torso below the head; resumes from its newest checkpoint",
           "radnerf train-torso person=alice [train.torso_iters=1000]",
           reads=("head/head.pt", "lips/lips.pt", *PERSON_DATA),
-          writes=("torso/torso.pt", "torso/val", "torso/log.csv"), groups=("model", "train", "render"),
-          code=TRAIN_CODE),
+          writes=("torso/torso.pt", "torso/val"), plots=(training_curve("torso", "torso"),),
+          groups=("model", "train", "render", "seed"), code=TRAIN_CODE),
     Stage("train-baseline", "radnerf.train.head:train_baseline",
           "train the no-audio head (model.audio=false) that evaluation sets beside the model",
           "radnerf train-baseline person=alice",
-          reads=PERSON_DATA, writes=("baseline/baseline.pt", "baseline/val", "baseline/log.csv"),
-          groups=("model", "train", "render"), code=TRAIN_CODE),
+          reads=PERSON_DATA, writes=("baseline/baseline.pt", "baseline/val"),
+          plots=(training_curve("baseline", "no-audio head"),),
+          groups=("model", "train", "render", "seed"), code=TRAIN_CODE),
     Stage("package", "radnerf.talk.package:package",
           "the trained person as one self-contained model (folder + zip) that renders without the training data",
           "radnerf package person=alice  ->  radnerf render model=artifacts/alice/alice.radnerf.zip audio=x.wav",
@@ -145,8 +184,16 @@ STAGES: list[Stage] = [
           "PSNR, LPIPS, LMD on held-out frames, lip sync, baselines beside the model; eval/report.html",
           "radnerf evaluate person=alice [eval.audio=[other_speaker.wav]]",
           reads=("head/head.pt", "lips/lips.pt", "torso/torso.pt", "baseline/baseline.pt", "aud.wav", *PERSON_DATA),
-          writes=("eval",), groups=("eval", "render"),
+          writes=tuple(f"eval/{n}" for n in EVAL_REPORT), metrics=("eval/metrics.json",),
+          plots=(Plot("eval/psnr_frames.csv", "frame", "psnr", "${key}: PSNR of each frame (val frames held out)",
+                      "frame (gt_imgs/<frame>.jpg)", "PSNR (dB)", template="by_variant"),),
+          groups=("eval", "render"),
           code=(*TRAIN_CODE, "radnerf/eval", "radnerf/talk", "radnerf/preprocess/landmark_backends.py")),
+    Stage("preview", "radnerf.talk.preview:preview",
+          "the person saying a sentence it never heard (render.preview_text), rendered from its model package",
+          "radnerf preview person=alice [render.preview_text='Any sentence.']",
+          reads=("{archive}",), writes=("preview",), groups=("render",),
+          code=(*TRAIN_CODE, "radnerf/talk", "radnerf/demo/tts.py")),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 
@@ -174,7 +221,7 @@ def stages_to_run(cfg: RadNerfConfig, names: list[str] | None = None) -> list[st
     """``names`` (default: every built stage) in order, from ingestion when ``cfg.video`` is given, else
     from the frames already ingested."""
     names = [s.name for s in STAGES] if names is None else names
-    return names if cfg.video else [n for n in names if n != "ingest"]
+    return list(names) if cfg.video else [n for n in names if n != "ingest"]  # a new list: callers may append
 
 
 @dataclass
@@ -200,13 +247,21 @@ def train(cfg: RadNerfConfig) -> StagesResult:
     return StagesResult({n: run_stage(BY_NAME[n], cfg) for n in TRAINING})
 
 
-def dvc_yaml(cfg: RadNerfConfig, choices: dict[str, str]) -> str:
-    """``dvc.yaml`` for :data:`STAGES`: each stage calls the same CLI (so the same stage function).
+PARAMS_FILE = "params.yaml"
+"""The config the DVC stages read: ``conf/params.yaml`` composed (by ``radnerf dvc-yaml``, and by DVC on each
+``dvc exp run -S key=value``, with Hydra enabled in ``.dvc/config``)."""
+PARAMS_CONFIG = "params"
+"""Its root config in ``conf/`` (``.dvc/config``: ``hydra.config_name``)."""
+PERSONS_FILE = "persons.yaml"
+"""The persons ``dvc repro`` processes: ``{persons: {name: {video: path}}}``."""
+
+
+def dvc_yaml(cfg: RadNerfConfig) -> str:
+    """``dvc.yaml`` for :data:`STAGES`: each stage calls the same CLI (so the same stage function) on
+    :data:`PARAMS_FILE`, for each person of :data:`PERSONS_FILE`.
 
     Args:
-        cfg: the default config (names the audio feature file the default backend writes).
-        choices: ``{group: option}`` of the defaults list (``conf/config.yaml``), whose YAML files
-            are the stages' DVC params.
+        cfg: the config in :data:`PARAMS_FILE` (names the audio feature file its backend writes).
     """
     import yaml
 
@@ -226,39 +281,76 @@ def dvc_yaml(cfg: RadNerfConfig, choices: dict[str, str]) -> str:
         if st.manifest_out:
             manifest = person.manifest(st.name).relative_to(person.root).as_posix()
             outs.append({person_file(manifest): {"cache": False, "persist": True}})
-        params: list = [{f"conf/{g}/{choices[g]}.yaml": None} for g in st.groups]
-        params.append({"conf/preset/${item.preset}.yaml": None})
-        if st.name == "ingest":
-            params.insert(0, "persons.${key}")
-        stages[st.name] = {
-            "foreach": "${persons}",
-            "do": {
-                "cmd": f"radnerf {st.name} person=${{key}} preset=${{item.preset}}"
-                + (" video=${item.video}" if "${item.video}" in st.reads else ""),
-                "deps": [person_file(r) for r in st.reads] + list(SHARED_CODE) + list(st.code),
-                "params": params,
-                "outs": outs,
-            },
+        do: dict = {
+            "cmd": f"radnerf {st.name} --config {PARAMS_FILE} person=${{key}}"
+            + (" video=${item.video}" if "${item.video}" in st.reads else ""),
+            "deps": [person_file(r) for r in st.reads] + list(SHARED_CODE) + list(st.code),
         }
-    body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=120).replace(": null\n", ":\n")
+        if st.groups:
+            do["params"] = list(st.groups)
+        do["outs"] = outs
+        if st.metrics:
+            do["metrics"] = [person_file(m) for m in st.metrics]
+        if st.plots:
+            do["plots"] = [{person_file(p.path): p.props()} for p in st.plots]
+        stages[st.name] = {"foreach": "${persons}", "do": do}
+    body = yaml.safe_dump({"vars": [PERSONS_FILE], "stages": stages}, sort_keys=False, width=120)
     return DVC_HEADER + body
 
 
 DVC_HEADER = """\
-# Generated from radnerf.pipeline.STAGES by `radnerf dvc-yaml > dvc.yaml`: edit the stage list, not this file.
-# Each stage calls the same CLI (so the same stage function) that Prefect and users call. Outputs live under
-# artifacts/, outside the DVC-tracked data/ folder. Stages that share RAD-NeRF's ori_imgs/ folder (ingest
-# writes the frames, landmarks adds <i>.lms beside them) are tracked by their manifests, which record the
-# content hashes of what they wrote; the manifests persist so the stage functions can tell "up to date"
-# themselves. Code deps: the stage's own modules plus the code every stage shares.
+# Generated from radnerf.pipeline.STAGES by `radnerf dvc-yaml` (which also writes params.yaml from conf/params.yaml):
+# edit the stage list, not this file. Each stage calls the same CLI (so the same stage function) that Prefect and
+# users call, on the config in params.yaml; its params are the sections of that config it reads. Outputs live
+# under artifacts/, outside the DVC-tracked data/ folder; metrics and plots are cached like the other outputs
+# (artifacts/ is not in git), so `dvc metrics diff` and `dvc exp show` read other revisions from the cache.
+# Stages that share RAD-NeRF's ori_imgs/ folder (ingest writes the frames, landmarks adds <i>.lms beside them) are
+# tracked by their manifests, which record the content hashes of what they wrote; the manifests persist so the
+# stage functions can tell "up to date" themselves. Code deps: the stage's own modules plus the code every stage
+# shares.
 """
 
 
-def default_choices() -> dict[str, str]:
-    """``{group: option}`` from the defaults list of ``conf/config.yaml``."""
-    import yaml
+def dvc_params() -> str:
+    """The text of :data:`PARAMS_FILE`: ``conf/params.yaml`` composed and resolved by DVC's own Hydra
+    composition (the code ``dvc exp run -S`` runs), so the two write the same bytes."""
+    import tempfile
 
-    from radnerf.config import conf_dir
+    from dvc.utils.hydra import compose_and_dump
 
-    defaults = yaml.safe_load((conf_dir() / "config.yaml").read_text())["defaults"]
-    return {k: v for d in defaults if isinstance(d, dict) for k, v in d.items() if v is not None}
+    from radnerf.config import conf_dir, register_configs
+
+    register_configs()  # in DVC's own process, hydra_plugins/radnerf_schema.py does this
+    conf = conf_dir()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / PARAMS_FILE
+        compose_and_dump(out, str(conf.resolve()), None, PARAMS_CONFIG, str(conf.resolve().parent), [])
+        return out.read_text()
+
+
+def dvc_files() -> dict[Path, str]:
+    """``{path: text}`` of the generated DVC files: :data:`PARAMS_FILE` and ``dvc.yaml``, beside ``conf/``."""
+    import tempfile
+
+    from radnerf.config import conf_dir, load_config_file
+
+    root = conf_dir().resolve().parent
+    params = dvc_params()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / PARAMS_FILE).write_text(params)
+        cfg = load_config_file(Path(tmp) / PARAMS_FILE)
+    return {root / PARAMS_FILE: params, root / "dvc.yaml": dvc_yaml(cfg)}
+
+
+def write_dvc_files(check: bool = False) -> list[Path]:
+    """``radnerf dvc-yaml``: write the generated DVC files that differ from what they should be (``check``:
+    only list them) and return those paths."""
+    from radnerf.stage_io import atomic_file
+
+    texts = dvc_files()
+    stale = [path for path, text in texts.items() if not path.is_file() or path.read_text() != text]
+    if not check:
+        for path in stale:
+            with atomic_file(path) as tmp:
+                tmp.write_text(texts[path])
+    return stale

@@ -104,7 +104,10 @@ def test_demo_end_to_end_twice(tmp_path):
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
     assert re.search(r"^  train-head +up to date ", second.stdout, re.M), second.stdout
-    assert "render: up to date" in second.stderr and f"video: {videos[0]}" in second.stdout
+    assert re.search(r"^  preview +up to date ", second.stdout, re.M) and f"video: {videos[0]}" in second.stdout
+    # The first run registered the package as the person's champion; the second found it registered.
+    assert "registry: radnerf-demo version 1 is now @champion (first version: psnr " in first.stdout, first.stdout
+    assert "registry: radnerf-demo version 1 is now @champion (this package is version 1 already" in second.stdout
     assert not re.search(r"not built yet:.*train-head", second.stdout)
     assert video.stat().st_mtime_ns == rendered_at
 

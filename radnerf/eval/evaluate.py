@@ -12,12 +12,17 @@ with its audio (the reference), the model and the baselines speaking the person'
 each cross-driven ``audio``. A metric that cannot be computed here is reported as unavailable, with
 the reason and the command that makes it available, never as a number.
 
-Writes ``eval/metrics.json`` and the report (:mod:`radnerf.eval.report`).
+Writes ``eval/``: ``metrics.json`` (the numbers, nested ``{split: {variant: {metric: value}}}``: DVC's metrics),
+``records.json`` (every metric with its unit and backend, or why it is unavailable, and the head measured),
+``psnr_frames.csv`` (each frame's PSNR per variant: DVC's plot) and the report (:mod:`radnerf.eval.report`).
 """
 
 from __future__ import annotations
 
+import csv
 import logging
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +46,9 @@ ALGORITHM_VERSION = 2
 """Bumped when this module changes the numbers it reports (2: mouth-audio correlation at offset 0)."""
 FPS = 25
 SAMPLE_RATE = 16000
+OUTPUTS = ("metrics.json", "psnr_frames.csv", "records.json", "report.html", "report.md", "mouth.png", "psnr.png",
+           "side_by_side.mp4", "val")
+"""What it writes in ``eval/``: the stage is done while each is there (DVC removes them before it re-runs one)."""
 
 
 @dataclass
@@ -80,6 +88,46 @@ class Evaluation:
     openness: np.ndarray = field(default_factory=lambda: np.zeros(0))
     """``[K]`` the own audio's openness signal."""
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+
+def _key(text: str) -> str:
+    """A metrics key DVC shows as it is: no spaces, no dots (``no audio`` -> ``no_audio``)."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_")
+
+
+def metrics_tree(metrics: list[Metric]) -> dict[str, dict[str, dict[str, float]]]:
+    """``{split: {variant: {name: value}}}`` of the metrics that have a finite value: ``metrics.json``, which
+    ``dvc metrics show`` and ``dvc exp show`` list as ``val.radnerf.psnr``, ``clip.real_video.mouth_audio_corr``;
+    a cross-driven split ``cross:speech.wav`` is ``cross_speech``."""
+    tree: dict[str, dict[str, dict[str, float]]] = {}
+    for m in metrics:
+        if m.value is None or not math.isfinite(m.value):
+            continue
+        kind, _, audio = m.split.partition(":")
+        split = f"{kind}_{_key(Path(audio).stem)}" if audio else _key(kind)
+        tree.setdefault(split, {}).setdefault(_key(m.variant), {})[m.name] = m.value
+    return tree
+
+
+def write_psnr_frames(path: Path, ev: Evaluation) -> None:
+    """``psnr_frames.csv``: ``frame`` (the img_id), ``variant``, ``psnr`` (dB), ``split`` (train | val), one row
+    per frame and variant, for ``dvc plots show``. A perfect match (the still frame on itself) has no row."""
+    val = {int(k) for k in ev.val_index}
+    with path.open("w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["frame", "variant", "psnr", "split"])
+        for variant, values in ev.per_frame_psnr.items():
+            for k, value in enumerate(values):
+                if math.isfinite(value):
+                    out.writerow([int(ev.img_ids[k]), variant, f"{value:.4f}", "val" if k in val else "train"])
+
+
+def write_numbers(out: Path, ev: Evaluation, record: dict) -> None:
+    """``records.json`` (``record``: what was measured, with every metric's row), ``metrics.json``
+    (:func:`metrics_tree`) and ``psnr_frames.csv`` (:func:`write_psnr_frames`) in ``out``."""
+    write_json_atomic(out / "records.json", record)
+    write_json_atomic(out / "metrics.json", metrics_tree(ev.metrics))
+    write_psnr_frames(out / "psnr_frames.csv", ev)
 
 
 def landmark_backend(name: str, weights_dir: str | None, device: str = "cpu"):
@@ -295,7 +343,7 @@ def evaluate(cfg: RadNerfConfig) -> StageResult:
     settings = {"eval": to_container(cfg.eval), "smooth_audio": cfg.render.smooth_audio, "torso": cfg.render.torso,
                 "controls": [cfg.pose, cfg.eyes, cfg.bg], "weights": _weights_present(cfg)}
     plan = StagePlan(STAGE, outputs=("eval",), settings=settings, upstream=upstream, algorithm=ALGORITHM_VERSION,
-                     shown=("eval/report.html", "eval/metrics.json"))
+                     shown=("eval/report.html", "eval/metrics.json"), check=tuple(f"eval/{n}" for n in OUTPUTS))
     device = torch.device(resolve_device(cfg.train.device, "train.device"))
 
     def work(w) -> dict:
@@ -305,7 +353,7 @@ def evaluate(cfg: RadNerfConfig) -> StageResult:
         record = {"person": paths.root.name, "radnerf": __version__, "algorithm": ALGORITHM_VERSION,
                   "head": paths.rel(head_file), "head_sha256": sha256_file(head_file),
                   "metrics": [m.row() for m in ev.metrics]}
-        write_json_atomic(out / "metrics.json", record)
+        write_numbers(out, ev, record)
         write_report(out, paths.root.name, ev)
         # The val renders as lossless PNGs (the video is H.264), for anyone who computes their own numbers.
         from radnerf.media.images import png_bytes

@@ -2,7 +2,9 @@
 
 ``eval/``::
 
-    metrics.json        every number: name, value, unit, split, variant, backend (or why it is unavailable)
+    metrics.json        the numbers, {split: {variant: {metric: value}}}: DVC's metrics (radnerf.eval.evaluate)
+    records.json        every metric: name, value, unit, split, variant, backend (or why it is unavailable)
+    psnr_frames.csv     PSNR of every frame and variant (frame, variant, psnr, split): DVC's plot
     side_by_side.mp4    ground truth | render | error (x4) over the whole clip, with the clip's audio
     mouth.png           mouth opening over time, real and rendered, with the audio's loudness under it
     psnr.png            PSNR of every frame over time, val frames shaded
@@ -130,7 +132,7 @@ def side_by_side(out: Path, ev) -> None:
 
 
 def write_report(out: Path, person: str, ev) -> None:
-    """Everything in ``out`` but ``metrics.json`` (see the module's docstring)."""
+    """Everything in ``out`` but the numbers :mod:`radnerf.eval.evaluate` writes (see the module's docstring)."""
     plots(out, ev)
     side_by_side(out, ev)
     val, sync = tables(ev)

@@ -9,7 +9,8 @@ The stages (landmarks, parse, background, torso, regions) are written on
   (:func:`all_frames_present`);
 - a worker pool that fans frames out over processes in contiguous chunks, so
   a backend that follows a face from frame to frame keeps its state inside one
-  chunk (:func:`worker_count`, :func:`chunks`, :func:`map_chunks`);
+  chunk (:func:`worker_count`, :func:`chunks`, :func:`map_chunks`), or over a
+  Dask cluster with ``preprocess.executor=dask`` (:func:`dask_target`);
 - which frames get overlays (:func:`overlay_indices`) and how a message names
   frames (:func:`frames_text`).
 """
@@ -19,14 +20,17 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from radnerf.errors import InputError
+from radnerf.errors import InputError, RadNerfError
 from radnerf.formats.frames import frame_count
 from radnerf.media.images import image_size
 from radnerf.paths import PersonPaths
@@ -40,6 +44,11 @@ from radnerf.stage_io import (
     sha256_json,
     write_json_atomic,
 )
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+    from radnerf.config import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -139,19 +148,71 @@ def chunks(n: int, parts: int) -> list[range]:
     return [range(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def map_chunks(fn: Callable[..., Any], n: int, workers: int, *args: Any, stage: str | None = None) -> list[Any]:
-    """``[fn(range_k, *args) for each contiguous chunk]``, in worker processes when ``workers > 1``.
+@dataclass(frozen=True)
+class DaskTarget:
+    """Where :func:`map_chunks` sends chunks of frames with ``preprocess.executor=dask``."""
+
+    address: str | None = None
+    """Scheduler address (``tcp://host:8786``); None starts a ``LocalCluster`` for the call and closes it after."""
+    chunks: int = 0
+    """Chunks a call is split into; 0: one per thread of the cluster."""
+    local_workers: int = 1
+    """Processes of a local cluster started for the call (one thread each)."""
+
+
+def dask_target(opts: PreprocessConfig) -> DaskTarget | None:
+    """The Dask cluster of ``preprocess.executor=dask`` (None with ``executor=local``).
+
+    The scheduler is ``preprocess.dask_address``, else ``$DASK_SCHEDULER_ADDRESS`` (Dask's own variable),
+    else a local cluster of :func:`worker_count` processes.
+    """
+    if opts.executor != "dask":
+        return None
+    address = opts.dask_address or os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    return DaskTarget(address, max(opts.workers, 0), worker_count(opts.workers))
+
+
+def on_dask_worker() -> bool:
+    """True inside a task on a Dask worker (a person's pipeline run by a Dask task runner)."""
+    if "distributed" not in sys.modules:  # nothing started a worker in this process
+        return False
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def map_chunks(fn: Callable[..., Any], n: int, workers: int, *args: Any, stage: str | None = None,
+               dask: DaskTarget | None = None) -> list[Any]:
+    """``[fn(range_k, *args) for each contiguous chunk]``, in worker processes when ``workers > 1``,
+    or on a Dask cluster.
 
     Processes, not threads: dlib and the geometry in numpy hold the GIL for
     most of a frame. Workers are spawned (not forked) so a parent that has
     started torch or mediapipe threads cannot hand them a locked mutex. The
     first chunk runs in this process, which has its imports done already.
 
+    On a Dask worker (whose process may not start children) chunks that would
+    go to worker processes go to that worker's own cluster instead.
+
     Args:
         stage: when given, each finished chunk is reported as progress of that
             stage (:func:`~radnerf.stage_io.report_progress`, in frames).
+        dask: send every chunk to this Dask cluster (:func:`dask_target`);
+            ``workers`` is then unused (:attr:`DaskTarget.chunks` sets the split).
+            ``fn`` and ``args`` must pickle, and paths in them must name the
+            same files on the cluster's machines.
+
+    Returns:
+        ``fn``'s results in chunk (frame) order.
+
+    Raises:
+        RadNerfError: the Dask scheduler cannot be reached, or a worker died
+            on a chunk. An exception raised by ``fn`` comes back as it is.
     """
-    parts = chunks(n, workers)
     done = 0
 
     def finished(part: range) -> None:
@@ -160,6 +221,9 @@ def map_chunks(fn: Callable[..., Any], n: int, workers: int, *args: Any, stage: 
         if stage is not None:
             report_progress(stage, done, n, "frames")
 
+    if dask is not None or (workers > 1 and n > 1 and on_dask_worker()):
+        return _map_on_dask(fn, n, args, dask or DaskTarget(chunks=workers), stage, finished)
+    parts = chunks(n, workers)
     if workers <= 1 or len(parts) <= 1:
         results = []
         for r in parts:
@@ -176,6 +240,68 @@ def map_chunks(fn: Callable[..., Any], n: int, workers: int, *args: Any, stage: 
             results.append(f.result())
             finished(r)
         return results
+
+
+def _map_on_dask(fn: Callable[..., Any], n: int, args: tuple, target: DaskTarget, stage: str | None,
+                 finished: Callable[[range], None]) -> list[Any]:
+    """:func:`map_chunks` on Dask: every chunk a task, progress as each one finishes (in any order)."""
+    from distributed import as_completed
+    from distributed.scheduler import KilledWorker
+
+    what = stage or "per-frame work"
+    with dask_client(target, what) as client:
+        parts = chunks(n, target.chunks or sum(client.nthreads().values()))
+        # pure=False: a chunk reads files, so equal arguments are no reason to reuse an earlier result.
+        futures = [client.submit(fn, r, *args, pure=False) for r in parts]
+        index = {f.key: i for i, f in enumerate(futures)}
+        results: list[Any] = [None] * len(parts)
+        try:
+            for f in as_completed(futures, loop=client.loop):
+                i = index[f.key]
+                results[i] = f.result()
+                finished(parts[i])
+        except KilledWorker as e:
+            raise RadNerfError(
+                f"{what}: a Dask worker died on a chunk of frames ({e})",
+                hint="give the workers more memory (`dask worker --memory-limit ...`), fewer frames per chunk "
+                "(a larger preprocess.workers), or use preprocess.executor=local",
+            ) from e
+        finally:
+            client.cancel([f for f in futures if not f.done()])
+    log.debug("%s: %d chunks on Dask", what, len(parts))
+    return results
+
+
+@contextmanager
+def dask_client(target: DaskTarget, what: str = "per-frame work") -> Iterator[Client]:
+    """A Dask client for ``target``: its scheduler, the cluster of the worker this runs on, or a local cluster
+    that lives as long as the block.
+
+    Raises:
+        RadNerfError: the scheduler at ``target.address`` cannot be reached.
+    """
+    from distributed import Client, LocalCluster, worker_client
+
+    if on_dask_worker():
+        # worker_client secedes this task from the worker's thread pool while it waits, so the chunks it
+        # submits can run there too instead of waiting behind it.
+        with worker_client() as client:
+            yield client
+    elif target.address:
+        try:
+            client = Client(target.address, set_as_default=False)  # waits distributed.comm.timeouts.connect
+        except (OSError, TimeoutError) as e:
+            raise RadNerfError(
+                f"{what}: cannot reach the Dask scheduler at {target.address} ({e})",
+                hint="start it (`dask scheduler`, then `dask worker ADDRESS` on each machine), or unset "
+                "preprocess.dask_address and DASK_SCHEDULER_ADDRESS for a local cluster",
+            ) from e
+        with client:
+            yield client
+    else:
+        with LocalCluster(n_workers=target.local_workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster, set_as_default=False) as client:
+            yield client
 
 
 def overlay_indices(n: int, count: int) -> list[int]:

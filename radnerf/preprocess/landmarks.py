@@ -108,7 +108,8 @@ def landmarks(cfg: RadNerfConfig) -> StageResult:
         # FAN runs on torch, which already uses every core (or the GPU): one process.
         workers = 1 if backend == "fan" else common.worker_count(opts.workers)
         per_chunk = common.map_chunks(
-            _detect_chunk, n, workers, backend, device, scale, str(paths.root), cfg.paths.weights, stage=STAGE
+            _detect_chunk, n, workers, backend, device, scale, str(paths.root), cfg.paths.weights, stage=STAGE,
+            dask=None if backend == "fan" else common.dask_target(opts),
         )
         detections = [faces for chunk in per_chunk for faces in chunk]
         track = select_track(detections, opts, (height, width))

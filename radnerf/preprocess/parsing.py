@@ -329,15 +329,16 @@ def parse(cfg: RadNerfConfig) -> StageResult:
         w.staged.parsing.mkdir()
         device = "cpu"
         workers = common.worker_count(opts.workers)
+        dask = common.dask_target(opts)
         if backend == "bisenet":
             from radnerf.devices import resolve_device  # imports torch: only for the torch backend
 
             device = resolve_device(opts.device, "preprocess.device")
             # BiSeNet runs on torch, which already uses every core (or the GPU): one process.
-            workers = 1
+            workers, dask = 1, None
         shares = common.map_chunks(
             _parse_chunk, n, workers, backend, device, cfg.paths.weights, str(paths.root), str(w.staged.root), points,
-            stage=STAGE,
+            stage=STAGE, dask=dask,
         )
         share = np.concatenate(shares)  # [N, 4] share of pixels per label
         log.info("parse: %d frames with %s", n, backend)

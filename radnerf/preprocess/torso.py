@@ -147,6 +147,7 @@ def torso(cfg: RadNerfConfig) -> StageResult:
             w.path(o).mkdir()
         painted = common.map_chunks(
             _torso_chunk, n, common.worker_count(opts.workers), str(paths.root), str(w.staged.root), stage=STAGE,
+            dask=common.dask_target(opts),
         )
         painted = np.concatenate(painted)
         log.info("torso: %d frames", n)

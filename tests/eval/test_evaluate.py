@@ -21,7 +21,7 @@ def test_evaluate_reports_the_model_beside_its_baselines_and_says_what_it_cannot
     train_baseline(cfg)
     result = evaluate(cfg)
     assert not result.skipped
-    record = json.loads((person.root / "eval" / "metrics.json").read_text())
+    record = json.loads((person.root / "eval" / "records.json").read_text())
     rows = {(m["name"], m["variant"], m["split"]): m for m in record["metrics"]}
     for variant in ("radnerf", "no audio", "still frame"):
         assert np.isfinite(rows[("psnr", variant, "val")]["value"])
@@ -43,6 +43,21 @@ def test_evaluate_reports_the_model_beside_its_baselines_and_says_what_it_cannot
     assert "no face" in rows[("lmd", "radnerf", "val")]["unavailable"]
     assert record["head_sha256"] and record["radnerf"]
     assert result.metrics["metrics.psnr"] == pytest.approx(rows[("psnr", "radnerf", "val")]["value"], abs=1e-3)
+    # metrics.json: the same numbers as DVC reads them, {split: {variant: {metric: value}}}; none without a value.
+    numbers = json.loads((person.root / "eval" / "metrics.json").read_text())
+    for (name, variant, split), row in rows.items():
+        where = f"cross_{wav.stem}" if split == f"cross:{wav.name}" else split
+        assert numbers.get(where, {}).get(variant.replace(" ", "_"), {}).get(name) == row.get("value"), row
+    assert numbers["val"]["no_audio"]["psnr"] > 0 and "lpips" not in numbers["val"]["radnerf"]
+    # psnr_frames.csv: every clip frame of every variant (DVC's plot); the val rows average to the val PSNR.
+    import csv
+
+    with (person.root / "eval" / "psnr_frames.csv").open() as f:
+        frames = list(csv.DictReader(f))
+    ours = [float(r["psnr"]) for r in frames if r["variant"] == "radnerf"]
+    assert len(ours) == 15 and {r["variant"] for r in frames} == {"radnerf", "no audio", "still frame"}
+    val_psnr = [float(r["psnr"]) for r in frames if r["variant"] == "radnerf" and r["split"] == "val"]
+    assert np.mean(val_psnr) == pytest.approx(numbers["val"]["radnerf"]["psnr"], abs=1e-3)
 
     report = (person.root / "eval" / "report.html").read_text()
     assert "Held-out frames" in report and "still frame" in report and "data:image/png;base64" in report
@@ -79,7 +94,7 @@ def test_lpips_is_a_number_once_its_weights_are_there(trained, make_cfg, tmp_pat
     monkeypatch.setattr(perceptual, "load_lpips", lambda weights_dir=None, device="cpu":
                         perceptual.lpips_from_backbone(alexnet).to(device))
     evaluate(make_cfg(*TINY, "eval.metrics=[psnr,lpips]", "eval.landmarks=dlib"))
-    record = json.loads((person.root / "eval" / "metrics.json").read_text())
+    record = json.loads((person.root / "eval" / "records.json").read_text())
     values = {m["variant"]: m["value"] for m in record["metrics"] if m["name"] == "lpips"}
     assert set(values) == {"radnerf", "still frame"} and all(v >= 0 for v in values.values())
     assert not any(m["name"].startswith("lse") for m in record["metrics"])  # sync not asked for

@@ -19,7 +19,7 @@ def test_a_logged_package_loads_back_and_renders_with_the_artifacts_gone(package
     from radnerf.experiments.pyfunc import log_package
 
     person, _ = packaged
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")  # this test's store only
     mlflow.set_experiment("pyfunc-test")
     with mlflow.start_run():
         info = log_package(person.root / "synth.radnerf.zip", registered_model_name="synth-portrait")

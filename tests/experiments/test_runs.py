@@ -78,3 +78,33 @@ def test_a_failed_pipeline_ends_its_run_failed_and_unmarked(make_cfg, tmp_path):
         raise RuntimeError("landmarks failed")
     parent = _runs(cfg)["person/alice"]
     assert parent.info.status == "FAILED" and "radnerf.all_up_to_date" not in parent.data.tags
+
+
+def test_training_curves_and_the_evaluation_reach_mlflow(make_cfg, tmp_path):
+    """A training stage's log.csv becomes metric histories by step; the parent run carries every stage's numbers,
+    the evaluation's under their own names (what the compare view and the registry read)."""
+    from mlflow.tracking import MlflowClient
+
+    from radnerf.experiments.runs import pipeline_run, tracking_uri
+
+    cfg = make_cfg("person=alice", f"mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    log_csv = tmp_path / "log.csv"
+    log_csv.write_text("step,loss,psnr,val_psnr\n100,0.01,20.5,\n200,0.005,23.0,\n300,0.004,24.0,22.25\n")
+    t0 = 1_700_000_000.0
+    train = StageResult("train-head", Path("/tmp/alice"), (), False, 30.0, {"val_psnr": 22.25, "steps": 300.0}, t0)
+    evaluate = StageResult("evaluate", Path("/tmp/alice"), (), False, 5.0, {"metrics.psnr": 21.5, "metrics.lmd": 1.25}, t0 + 31)
+    with pipeline_run(cfg, name="person/alice", tags={"radnerf.sweep": "s1"}) as run:
+        run.log_stage("train-head", train, curve=log_csv)
+        run.log_stage("evaluate", evaluate)
+    runs = _runs(cfg)
+    client = MlflowClient(tracking_uri=tracking_uri(cfg))
+    head = runs["train-head"].info.run_id
+    assert [(m.step, m.value) for m in client.get_metric_history(head, "train/loss")] == [
+        (100, 0.01), (200, 0.005), (300, 0.004)]
+    assert [(m.step, m.value) for m in client.get_metric_history(head, "val/psnr")] == [(300, 22.25)]
+    times = [m.timestamp for m in client.get_metric_history(head, "train/psnr")]
+    assert times == sorted(times) and times[-1] == 1_700_000_030_000  # spread over the stage's real time
+    parent = runs["person/alice"]
+    assert parent.data.tags["radnerf.sweep"] == "s1"
+    assert {k: v for k, v in parent.data.metrics.items() if not k.endswith("seconds")} == {
+        "train-head.val_psnr": 22.25, "train-head.steps": 300.0, "psnr": 21.5, "lmd": 1.25}

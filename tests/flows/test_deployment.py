@@ -23,7 +23,7 @@ def test_person_flow_runs_every_built_stage_then_skips_them(prefect_harness, tal
 
     built = [s.name for s in STAGES]
     assert built == [*PREPROCESS, "train-head", "finetune-lips", "train-torso", "train-baseline", "package",
-                     "evaluate"]
+                     "evaluate", "preview"]
     overrides = [f"paths.artifacts={tmp_path / 'a'}", "mlflow.enabled=false"]
     first = person(person="harness", video=str(talking_clip), preset="smoke", overrides=overrides)
     assert list(first["stages"]) == built
@@ -32,7 +32,9 @@ def test_person_flow_runs_every_built_stage_then_skips_them(prefect_harness, tal
     assert frames > 25 and first["stages"]["track"]["metrics"]["frames"] == frames
     assert first["stages"]["train-head"]["metrics"]["steps"] == 40  # the smoke preset's head
     assert (tmp_path / "a/harness/head/head.pt").is_file()
-    assert (tmp_path / "a/harness/harness.radnerf.zip").is_file()  # the flow ends with the model package
+    assert (tmp_path / "a/harness/harness.radnerf.zip").is_file()  # the model package
+    assert first["video"] == str(tmp_path / "a/harness/preview/preview.mp4")  # ... and a video rendered from it
+    assert Path(first["video"]).stat().st_size > 0
     assert first["not_built"] == PLANNED
     second = person(person="harness", video=str(talking_clip), preset="smoke", overrides=overrides,
                     return_state=True)
@@ -106,6 +108,7 @@ def test_deployment_run_on_local_server_and_worker(tmp_path, talking_clip):
             assert server.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()[-3000:]
             time.sleep(1)
         _prefect("work-pool", "create", "radnerf-local", "--type", "process", env=env)
+        _prefect("work-pool", "create", "radnerf-gpu", "--type", "process", env=env)  # the train/gpu deployment's
         _prefect("--no-prompt", "deploy", "--all", env=env)
         params = {"person": "deployed", "video": str(talking_clip), "preset": "smoke",
                   "overrides": [f"paths.artifacts={tmp_path / 'artifacts'}"]}
@@ -133,6 +136,13 @@ def test_deployment_run_on_local_server_and_worker(tmp_path, talking_clip):
         assert (person / "transforms_train.json").exists() and (person / "aud_ph.npy").exists()
         assert (person / "head/head.pt").is_file()
         assert any(re.match(r"train-head: done in [0-9.]+ s -> ", m) for m in messages), messages[-20:]
+        # From video to a registered model: the package is version 1 of the person's model, and @champion.
+        from mlflow import MlflowClient
+
+        champion = MlflowClient(env["MLFLOW_TRACKING_URI"]).get_model_version_by_alias("radnerf-deployed", "champion")
+        assert str(champion.version) == "1" and float(champion.tags["metric.psnr"]) > 0
+        assert any(m.startswith("registry: radnerf-deployed version 1 is now @champion") for m in messages)
+        assert (person / "preview/preview.mp4").stat().st_size > 0
     finally:
         for proc in (worker, server):
             if proc is not None and proc.poll() is None:

@@ -65,7 +65,7 @@ def test_radnerf_logs_and_progress_reach_the_flow_run(prefect_harness, tmp_path,
     from radnerf import pipeline
 
     monkeypatch.setitem(pipeline.BY_NAME, "fake", pipeline.Stage("fake", f"{__name__}:fake_stage", "a fake", "-"))
-    monkeypatch.setattr(pipeline, "stages_to_run", lambda cfg: ["fake"])
+    monkeypatch.setattr(pipeline, "stages_to_run", lambda cfg, names=None: ["fake"])
     state = person(person="logs", overrides=[f"paths.artifacts={tmp_path}", "mlflow.enabled=false"],
                    return_state=True)
     result = state.result()
@@ -160,3 +160,44 @@ def test_prefect_commands_run_from_the_repo_have_analytics_off(cwd_is_repo, tmp_
     assert out.returncode == 0, out.stderr[-2000:]
     # Prefect's own default elsewhere is on: the repo's prefect.toml is what turns it off.
     assert out.stdout.strip() == ("False" if cwd_is_repo else "True")
+
+
+@pytest.mark.slow
+def test_a_training_task_that_fails_resumes_from_its_checkpoint_on_retry(prefect_harness, make_cfg, tmp_path,
+                                                                         monkeypatch):
+    """A failure mid-training (out of memory, a driver error) is retried, and the retry continues from the newest
+    checkpoint instead of step 0; a RadNerfError (bad input) is not retried."""
+    from flows.person import run_stage
+    from radnerf.config import to_container
+    from radnerf.errors import InputError
+    from radnerf.train.head import HeadTrainer
+    from tests.train.synthetic_person import make_synthetic_person
+    from tests.train.test_training import TINY
+
+    make_synthetic_person(tmp_path / "artifacts" / "synth", n_train=12, n_val=3, size=24)
+    cfg = make_cfg(*TINY, "train.head_iters=40", "train.checkpoint_every=20")
+    steps: list[int] = []
+    step = HeadTrainer.train_step
+
+    def flaky_step(self):
+        steps.append(self.step)
+        if len(steps) == 25:  # once, five steps after the checkpoint of step 20
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return step(self)
+
+    monkeypatch.setattr(HeadTrainer, "train_step", flaky_step)
+    result = run_stage.with_options(retry_delay_seconds=0)("train-head", to_container(cfg))
+    assert result.metrics["steps"] == 40
+    assert steps[:25] == list(range(25)) and steps[25:] == list(range(20, 40))  # the retry began at step 20
+
+    monkeypatch.setattr(HeadTrainer, "train_step", step)
+    calls = []
+
+    def bad_input(self):
+        calls.append(1)
+        raise InputError("the person's frames are gone")
+
+    monkeypatch.setattr(HeadTrainer, "train_step", bad_input)
+    with pytest.raises(InputError):
+        run_stage.with_options(retry_delay_seconds=0)("train-head", to_container(make_cfg(*TINY, "train.head_iters=60")))
+    assert len(calls) == 1

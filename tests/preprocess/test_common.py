@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from radnerf.errors import InputError
+from radnerf.errors import InputError, RadNerfError
 from radnerf.formats.frames import frame_count, frame_size
 from radnerf.media import images
 from radnerf.preprocess import common
@@ -130,3 +130,74 @@ def test_map_chunks_keeps_frame_order_and_reports_each_finished_chunk(workers):
         out = common.map_chunks(_frames_in, 10, workers, stage="parse")
     assert [i for chunk in out for i in chunk] == list(range(10))
     assert seen == ([("parse", 10, 10, "frames")] if workers == 1 else [("parse", 5, 10, "frames"), ("parse", 10, 10, "frames")])
+
+
+def _chunk_that_fails(frames: range) -> list[int]:
+    if 5 in frames:
+        raise RadNerfError("frame 5 is broken")
+    return list(frames)
+
+
+def _chunk_with_bad_input(frames: range) -> list[int]:
+    if 9 in frames:  # the last chunk: in a worker process
+        raise InputError("frame 9 has no face", hint="cut the clip before frame 9")
+    return list(frames)
+
+
+def test_an_error_in_a_worker_process_keeps_its_hint():
+    with pytest.raises(InputError) as e:
+        common.map_chunks(_chunk_with_bad_input, 10, 2, stage="landmarks")
+    assert (e.value.message, e.value.hint) == ("frame 9 has no face", "cut the clip before frame 9")
+
+
+def test_map_chunks_on_dask_keeps_frame_order_progress_and_errors():
+    from distributed import Client, LocalCluster
+
+    from radnerf.stage_io import progress_to
+
+    with LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False):
+        target = common.DaskTarget(cluster.scheduler_address)
+        seen = []
+        with progress_to(lambda *report: seen.append(report)):
+            out = common.map_chunks(_frames_in, 10, 99, stage="parse", dask=target)
+        assert len(out) == 3  # one chunk per thread of the cluster, whatever `workers` says
+        assert [i for chunk in out for i in chunk] == list(range(10))
+        assert [done for _, done, _, _ in seen] == sorted(done for _, done, _, _ in seen)
+        assert seen[-1] == ("parse", 10, 10, "frames") and len(seen) == 3
+
+        assert common.map_chunks(_frames_in, 10, 1, dask=common.DaskTarget(cluster.scheduler_address, chunks=5))[1] \
+            == [2, 3]
+        with pytest.raises(RadNerfError, match="frame 5 is broken"):
+            common.map_chunks(_chunk_that_fails, 10, 2, stage="parse", dask=target)
+
+
+def _a_persons_stage(n: int) -> list[list[int]]:
+    return common.map_chunks(_frames_in, n, 2)
+
+
+def test_on_a_dask_worker_chunks_go_to_its_cluster():
+    """A person's pipeline run as a task on a Dask worker (whose process may not start a pool of its own)
+    sends its chunks to the same cluster; the waiting task frees its thread, so one thread is enough."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster, set_as_default=False) as client, get_task_stream(client=client) as stream:
+        assert client.submit(_a_persons_stage, 10).result(timeout=60) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert sorted(t["key"].split("-")[0] for t in stream.data) == ["_a_persons_stage", "_frames_in", "_frames_in"]
+
+
+def test_an_unreachable_scheduler_names_the_stage_and_the_address(monkeypatch):
+    import dask
+
+    from radnerf.config import PreprocessConfig
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")
+    target = common.dask_target(PreprocessConfig(executor="dask"))
+    assert target.address == "tcp://127.0.0.1:9"
+    assert common.dask_target(PreprocessConfig(executor="dask", dask_address="tcp://h:1")).address == "tcp://h:1"
+    assert common.dask_target(PreprocessConfig()) is None
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}), \
+            pytest.raises(RadNerfError, match=r"landmarks: cannot reach the Dask scheduler at tcp://127.0.0.1:9") as e:
+        common.map_chunks(_frames_in, 10, 2, stage="landmarks", dask=target)
+    assert "dask scheduler" in e.value.hint
