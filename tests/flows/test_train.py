@@ -74,3 +74,34 @@ def test_training_a_person_that_was_not_preprocessed_names_what_is_missing(prefe
     assert state.is_failed()
     with pytest.raises(RadNerfError, match="nobody"):
         state.result()
+
+
+def test_the_person_flow_preprocesses_here_and_hands_the_rest_to_the_pool(monkeypatch, tmp_path):
+    """``person(train_on="train/gpu")``: preprocessing where the flow runs, the stages after it on the deployment's
+    pool with the same person, preset and overrides, and one result with both halves."""
+    import flows.person
+    import flows.train
+    from flows.person import PersonRun
+    from radnerf.pipeline import PREPROCESS
+    from radnerf.stage_io import StageResult
+
+    def result(stage: str) -> StageResult:
+        return StageResult(stage, tmp_path, (tmp_path / stage,), False, 1.0, {}, 0.0)
+
+    ran, handed = [], []
+
+    def run_here(cfg, stages=None, run_name=None, tags=None):
+        ran.append((cfg.person, list(stages)))
+        return PersonRun(cfg.person, {s: result(s) for s in stages})
+
+    def run_there(person, preset, overrides, stages=None, deployment="train/gpu", timeout=None):
+        handed.append((person, preset, overrides, deployment))
+        return PersonRun(person, {s: result(s) for s in ("train-head", "preview")}, video="preview.mp4").to_dict()
+
+    monkeypatch.setattr(flows.person, "run_pipeline", run_here)
+    monkeypatch.setattr(flows.train, "train_on_pool", run_there)
+    overrides = [f"paths.artifacts={tmp_path}"]
+    out = flows.person.person.fn(person="ann", preset="smoke", overrides=overrides, train_on="train/gpu")
+    assert ran == [("ann", list(PREPROCESS))]
+    assert handed == [("ann", "smoke", overrides, "train/gpu")]
+    assert list(out["stages"]) == [*PREPROCESS, "train-head", "preview"] and out["video"] == "preview.mp4"
