@@ -472,8 +472,10 @@ def variant_metrics(results: dict[str, Any], timings: dict[str, float]) -> dict[
     for result in results.values():
         if "render_fps" in result.metrics:
             out["render_fps"] = float(result.metrics["render_fps"])
-    if "evaluate" in results:  # its manifest nests the numbers under "metrics"; the table uses their own names
-        out.update({k.removeprefix("metrics."): float(v) for k, v in results["evaluate"].metrics.items()})
+    if "evaluate" in results:  # the table uses the evaluation's own names, as the MLflow runs do
+        from radnerf.experiments.runs import evaluation_metrics
+
+        out.update({k: float(v) for k, v in evaluation_metrics(results["evaluate"].metrics).items()})
     if all(s in timings for s in pipeline.TRAINING):
         out["train_seconds"] = round(sum(timings[s] for s in pipeline.TRAINING), 1)
     return out
